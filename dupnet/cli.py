@@ -1,0 +1,62 @@
+"""The ``dupnet`` command. Each subcommand lives in ``dupnet/commands/<name>.py`` and defines
+``HELP`` (one line), ``DESCRIPTION`` (the --help text), ``add_arguments(parser)`` and
+``run(args) -> int``; heavy imports (torch, amaranth) happen inside ``run`` so that
+``dupnet --help`` stays fast."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import DupnetError
+
+# order is the order of --help
+COMMANDS = ["table", "init", "train", "eval", "export", "detect", "rtl", "sim", "report", "flow"]
+
+
+def _load(name: str):
+    return importlib.import_module(f"dupnet.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dupnet",
+        description="DupNet co-design toolkit: train and quantize a binary-weight DupNet face "
+                    "detector, export its integer artifact, generate and verify the FPGA "
+                    "accelerator, and report its FPGA budget.",
+        epilog="Run `dupnet COMMAND --help` for the options of each command.")
+    parser.add_argument("--version", action="version", version=f"dupnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = _load(name)
+        except ModuleNotFoundError as e:
+            if e.name != f"dupnet.commands.{name}":
+                raise
+            continue  # not built yet
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except DupnetError as e:
+        print(f"dupnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dupnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hardware side: the Amaranth generator of the DupNet dataflow accelerator."""

@@ -1,0 +1,1 @@
+"""Software side: configs, QAT training, integer export and the golden model."""
