@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Golden integer model frames/s against PyTorch float eval of the same network, same input.
+
+For each config (default: dupnet-demo and dupnet-tinier-yolo) on one batch of random uint8
+images, measured in this run (median of --repeat interleaved rounds after one warm-up):
+
+* ``golden``        :meth:`dupnet.sw.golden.GoldenModel.forward` (every layer's output), the
+                    reference implementation;
+* ``golden_fast``   :meth:`dupnet.sw.golden_fast.GoldenModelFast.forward` (bit-identical,
+                    checked here on the benchmark input);
+* ``torch float``   the config with ``weights`` forced to "float" (duplication removed: plain
+                    Conv2d + BN + LeakyReLU, the float reference network of the same widths),
+                    ``model.eval()`` under ``torch.inference_mode()``;
+* ``torch QAT``     the QAT model's eval forward (binary weights, duplication, quantizers).
+
+Prints frames/s and the ratio golden / torch float (target >= 1.0x).
+
+usage: .venv/bin/python scripts/bench_golden.py [--configs NAME ...] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from dupnet.sw.config import load_config, parse_config
+from dupnet.sw.golden import GoldenModel
+from dupnet.sw.golden_fast import GoldenModelFast
+from dupnet.sw.qat import build_model
+from dupnet.sw.random_artifact import random_artifact
+
+BATCH = {"dupnet-demo": 32, "dupnet-tinier-yolo": 2}
+
+
+def float_twin(cfg):
+    d = cfg.to_dict()
+    d["weights"] = "float"
+    for layer in d["layers"]:
+        for key in ("w_dup", "x_dup", "act_bits"):
+            layer.pop(key, None)
+    return parse_config(d, source=f"{cfg.name} (weights forced float)")
+
+
+def fps_interleaved(fns: dict, n: int, repeat: int) -> dict:
+    """Frames/s of each function: one warm-up each, then ``repeat`` rounds that run every
+    function once in turn (so a busy machine slows all contenders alike); median per function."""
+    for fn in fns.values():
+        fn()                                     # warm-up (allocations, oneDNN primitives)
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: n / statistics.median(v) for k, v in times.items()}
+
+
+def bench(name, repeat):
+    cfg = load_config(name)
+    n = BATCH.get(name, 4)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (n, cfg.input_height, cfg.input_width, cfg.input_channels),
+                       dtype=np.uint8)
+    art = random_artifact(cfg, seed=0)
+    gold, fast = GoldenModel(art), GoldenModelFast(art)
+    same = all(np.array_equal(a, b) for a, b in zip(gold.forward(img), fast.forward(img)))
+    assert same, "golden_fast differs from golden"
+    x = torch.from_numpy(img).permute(0, 3, 1, 2).float().contiguous()
+    fmodel = build_model(float_twin(cfg)).eval()
+    qmodel = build_model(cfg).eval()
+
+    def run_torch(m):
+        with torch.inference_mode():
+            return m(x)
+    r = fps_interleaved({
+        "golden": lambda: gold.forward(img),
+        "golden_fast": lambda: fast.forward(img),
+        "torch float": lambda: run_torch(fmodel),
+        "torch QAT": lambda: run_torch(qmodel),
+    }, n, repeat)
+    base = r["torch float"]
+    print(f"{name} ({cfg.input_height}x{cfg.input_width}x{cfg.input_channels}, batch {n}, "
+          f"median of {repeat}; golden_fast bit-identical: {same})")
+    for k, v in r.items():
+        print(f"  {k:<12} {v:9.2f} frames/s   {v / base:5.2f}x torch float")
+    return r
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["dupnet-demo", "dupnet-tinier-yolo"])
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
+    for name in args.configs:
+        bench(name, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Export a trained :class:`~dupnet.sw.qat.DupNet` to the integer :class:`Artifact`.
+
+Folding (``docs/quantization.md``).  A hidden conv in eval mode computes, per output ``o``,
+with the input real value ``s_in * code`` and the integer accumulator ``acc``::
+
+    y = gamma * (alpha * s_in * acc - mu) / sqrt(var + eps) + beta = a * acc + c
+    a = gamma * alpha * s_in / sqrt(var + eps),   c = beta - gamma * mu / sqrt(var + eps)
+    q = clamp(floor(y / s + 1/2), 0, 2^b - 1)
+
+so ``q >= t  <=>  a*acc + c >= (t - 1/2) * s``.  For ``a > 0``:
+``T[o, t] = ceil(((t - 1/2) * s - c) / a)``.  For ``a < 0`` the stored weights of the
+channel are negated (``acc' = -acc``) and ``T[o, t] = ceil(((t - 1/2) * s - c) / |a|)``, so
+hardware only compares ``>=``.  For ``a == 0`` the code is the constant
+``q0 = clamp(floor(c/s + 1/2), 0, 2^b - 1)``: the first ``q0`` thresholds are
+``threshold_min`` (always met), the rest ``threshold_max`` (never met).  Every threshold is
+clipped into ``[threshold_min, threshold_max]`` (beyond them the comparison cannot change).
+The last conv exports ``scale = alpha * s_in`` and ``bias`` (float32).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import MAGIC, Artifact, ConvParams
+from .config import ConfigError, ConvGeometry, NetworkConfig, PoolGeometry, config_from_dict
+from ..errors import DupnetError
+
+__all__ = ["ExportError", "export_model", "fold_thresholds", "load_checkpoint",
+           "export_checkpoint", "export_summary"]
+
+
+class ExportError(DupnetError):
+    """A model or training run cannot be exported. The message names the file/layer."""
+
+
+def fold_thresholds(a: np.ndarray, c: np.ndarray, s: float, bits: int, g: ConvGeometry
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds of ``q = clamp(floor((a*acc + c)/s + 1/2), 0, 2^b-1)``.
+
+    Parameters
+    ----------
+    a, c : float64 ``[C_out]``
+        The affine map ``y = a * acc + c`` of each output channel.
+    s : float
+        The activation quantizer step.
+    bits : int
+        Activation code width ``b``.
+    g : ConvGeometry
+        The layer (saturation bounds).
+
+    Returns
+    -------
+    thresholds : int64 ``[C_out, 2^b - 1]``, ascending, in ``[threshold_min, threshold_max]``
+    negate : bool ``[C_out]``, True where the channel's stored weights must be negated.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    n = (1 << bits) - 1
+    lo, hi = g.threshold_min, g.threshold_max
+    t_half = (np.arange(1, n + 1, dtype=np.float64) - 0.5) * float(s)     # (t - 1/2) * s
+    negate = a < 0
+    abs_a = np.abs(a)
+    out = np.empty((a.shape[0], n), dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = (t_half[None, :] - c[:, None]) / abs_a[:, None]
+    r = np.clip(r, lo - 1.0, hi + 1.0)          # inf/huge -> just past the bounds
+    const = abs_a == 0
+    out[~const] = np.clip(np.ceil(r[~const]), lo, hi).astype(np.int64)
+    for o in np.flatnonzero(const):
+        q0 = int(np.clip(np.floor(c[o] / s + 0.5), 0, n))
+        out[o, :q0] = lo
+        out[o, q0:] = hi
+    return out, negate
+
+
+def _unique_weights_nhwc(v) -> np.ndarray:
+    """Torch ``V[o, cu, ky, kx]`` (+-1) -> artifact layout ``[o, ky, kx, cu]`` int8."""
+    return np.ascontiguousarray(v.detach().cpu().numpy().transpose(0, 2, 3, 1)).astype(np.int8)
+
+
+def export_model(model, cfg: NetworkConfig | None = None, meta: dict[str, Any] | None = None
+                 ) -> Artifact:
+    """Fold a :class:`~dupnet.sw.qat.DupNet` (eval-mode semantics: BN running statistics)
+    into an :class:`Artifact`.  The model is not modified."""
+    import torch
+
+    from .qat import INPUT_SCALE, HeadConv, QuantConvBlock
+
+    cfg = cfg if cfg is not None else model.cfg
+    if not cfg.is_binary:
+        raise ExportError(f"config {cfg.name!r} has float weights (weights = \"float\"): only "
+                          f"binary networks export to an integer artifact")
+    if model.cfg.to_dict() != cfg.to_dict():
+        raise ExportError(f"the model was built for config {model.cfg.name!r}, not "
+                          f"{cfg.name!r}")
+    layers: dict[int, ConvParams] = {}
+    s_in = float(np.float32(INPUT_SCALE))       # the float32 value the model uses
+    with torch.no_grad():
+        for g, mod in zip(model.geometry, model.layers):
+            if isinstance(g, PoolGeometry):
+                continue
+            where = f"layer {g.index} ({g.name})"
+            conv = mod.conv
+            v = conv.quant.signs()
+            alpha = conv.quant.alpha().double().cpu().numpy()
+            if g.is_last:
+                assert isinstance(mod, HeadConv)
+                # the same float32 product the eval path uses: (alpha * in_scale)
+                scale = (conv.quant.alpha() * torch.tensor(s_in, dtype=torch.float32)
+                         ).cpu().numpy().astype(np.float32)
+                bias = conv.bias.detach().cpu().numpy().astype(np.float32)
+                layers[g.index] = ConvParams(_unique_weights_nhwc(v), scale=scale, bias=bias)
+                continue
+            assert isinstance(mod, QuantConvBlock)
+            bn = mod.bn
+            if bn.running_mean is None or bn.running_var is None:
+                raise ExportError(f"{where}: BatchNorm has no running statistics")
+            mu = bn.running_mean.double().cpu().numpy()
+            var = bn.running_var.double().cpu().numpy()
+            gamma = (bn.weight.double().cpu().numpy() if bn.weight is not None
+                     else np.ones_like(mu))
+            beta = bn.bias.double().cpu().numpy() if bn.bias is not None else np.zeros_like(mu)
+            inv = 1.0 / np.sqrt(var + bn.eps)
+            a = gamma * alpha * s_in * inv
+            c = beta - gamma * mu * inv
+            s = float(mod.act.scale())
+            arrays = (a, c, np.array([s]))
+            if not all(np.all(np.isfinite(x)) for x in arrays):
+                raise ExportError(f"{where}: non-finite BatchNorm/scale parameters")
+            t, negate = fold_thresholds(a, c, s, g.act_bits, g)
+            w = _unique_weights_nhwc(v)
+            w[negate] *= -1
+            layers[g.index] = ConvParams(w, thresholds=t)
+            s_in = s
+    return Artifact(cfg, layers, meta=dict(meta or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Load ``RUN/checkpoint.pt`` (or a direct ``.pt`` path); returns ``(dict, file)``."""
+    import torch
+
+    p = Path(path)
+    if p.is_dir():
+        f = p / "checkpoint.pt"
+        if not f.is_file():
+            cands = sorted(p.glob("*.pt"))
+            hint = f" (found {', '.join(c.name for c in cands)})" if cands else ""
+            raise ExportError(f"{p}: not a training run: no checkpoint.pt{hint}")
+    elif p.is_file():
+        f = p
+    else:
+        raise ExportError(f"{p}: no such training run directory or checkpoint file")
+    with open(f, "rb") as fh:
+        if fh.read(len(MAGIC)) == MAGIC:
+            raise ExportError(f"{f}: this is an integer artifact already, not a training "
+                              f"checkpoint")
+    try:
+        # checkpoints hold tensors and plain data only: never unpickle arbitrary objects
+        ck = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ExportError(f"{f}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                          f"{e})") from None
+    if not isinstance(ck, dict):
+        raise ExportError(f"{f}: checkpoint is a {type(ck).__name__}, expected a dict with "
+                          f"keys 'config', 'model', 'epoch'")
+    missing = [k for k in ("config", "model") if k not in ck]
+    if missing:
+        raise ExportError(f"{f}: checkpoint lacks key(s) {', '.join(map(repr, missing))} "
+                          f"(has {', '.join(map(repr, sorted(map(str, ck))))})")
+    return ck, f
+
+
+def export_checkpoint(path: str | Path) -> Artifact:
+    """Rebuild the model of a training run and export it (meta records run and epoch)."""
+    from .qat import build_model
+
+    ck, f = load_checkpoint(path)
+    try:
+        cfg = config_from_dict(ck["config"], source=f"{f} (config)")
+    except ConfigError as e:
+        raise ExportError(str(e)) from None
+    if not cfg.is_binary:
+        raise ExportError(f"{f}: config {cfg.name!r} has float weights (weights = \"float\"); "
+                          f"only binary networks export to an integer artifact")
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ExportError(f"{f}: key 'model' does not match config {cfg.name!r}: "
+                          f"{str(e).splitlines()[0]}") from None
+    model.eval()
+    run = f.parent if f.name == "checkpoint.pt" else f
+    meta: dict[str, Any] = {"source": "training", "run": str(run), "checkpoint": str(f)}
+    for key in ("epoch", "step", "metrics"):
+        if key in ck:
+            try:
+                meta[key] = _jsonable(ck[key])
+            except TypeError:
+                pass
+    return export_model(model, cfg, meta=meta)
+
+
+def _jsonable(x: Any) -> Any:
+    import json
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    json.dumps(x)
+    return x
+
+
+def export_summary(art: Artifact) -> str:
+    """Human-readable per-layer summary: unique bits, threshold range, on-chip bytes."""
+    lines = [f"{art.config.name}: {len(art.geometries)} conv layers"]
+    total = 0
+    for g in art.geometries:
+        p = art.layers[g.index]
+        total += g.on_chip_bits
+        if g.is_last:
+            extra = (f"last: scale [{p.scale.min():.3g}, {p.scale.max():.3g}], "
+                     f"bias [{p.bias.min():.3g}, {p.bias.max():.3g}]")
+        else:
+            t = p.thresholds
+            sat_lo = int((t == g.threshold_min).sum())
+            sat_hi = int((t == g.threshold_max).sum())
+            extra = (f"{g.n_thresholds} thr/ch x {g.threshold_bits} b, range "
+                     f"[{t.min()}, {t.max()}], saturated {sat_lo} low / {sat_hi} high")
+        lines.append(f"  L{g.index:<2} {g.name:<8} k{g.k} {g.c_dup:>4}->{g.out_channels:<4} "
+                     f"w_dup {g.w_dup:<2} x_dup {g.x_dup}  unique bits {g.unique_weight_bits:>7}"
+                     f"  {extra}")
+    lines.append(f"  on chip: {total / 8:.0f} bytes ({total / 8 / 1024:.2f} KiB)")
+    return "\n".join(lines)
