@@ -1,0 +1,97 @@
+"""Stream width adapters: :class:`Gather` (n narrow beats -> 1 wide) and :class:`Unpack`
+(1 wide beat -> n narrow). Beat ``k`` of a group is the wide word's bits ``[k*w +: w]``."""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Gather", "Unpack"]
+
+
+class Gather(wiring.Component):
+    """Collect ``n`` beats of ``width`` bits into one beat of ``n*width`` bits.
+
+    Parameters
+    ----------
+    width : int
+        Bits of an input beat.
+    n : int
+        Input beats per output beat (``1``: a wire).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(width)))
+        Narrow input stream; beat ``k`` of a group lands at bits ``[k*width +: width]``.
+    o : Out(stream.Signature(unsigned(n*width)))
+        Wide output stream (registered; full throughput).
+    """
+
+    def __init__(self, width: int, n: int):
+        self.width, self.n = width, n
+        super().__init__({"i": In(stream.Signature(unsigned(width))),
+                          "o": Out(stream.Signature(unsigned(width * n)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        w, n = self.width, self.n
+        if n == 1:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
+                         self.i.ready.eq(self.o.ready)]
+            return m
+        buf = Signal(w * (n - 1))
+        cnt = Signal(range(n))
+        last = Signal()
+        m.d.comb += [last.eq(cnt == n - 1),
+                     self.i.ready.eq(~last | ~self.o.valid | self.o.ready)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(last):
+                m.d.sync += [self.o.payload.eq(Cat(buf, self.i.payload)), self.o.valid.eq(1),
+                             cnt.eq(0)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+                if n == 2:
+                    m.d.sync += buf.eq(self.i.payload)
+                else:
+                    m.d.sync += buf.eq(Cat(buf[w:], self.i.payload))
+        return m
+
+
+class Unpack(wiring.Component):
+    """Split each beat of ``n*width`` bits into ``n`` beats of ``width`` bits, low part first.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(n*width)))
+        Wide input stream.
+    o : Out(stream.Signature(unsigned(width)))
+        Narrow output stream, beat ``k`` = bits ``[k*width +: width]`` of the wide beat.
+    """
+
+    def __init__(self, width: int, n: int):
+        self.width, self.n = width, n
+        super().__init__({"i": In(stream.Signature(unsigned(width * n))),
+                          "o": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        w, n = self.width, self.n
+        if n == 1:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
+                         self.i.ready.eq(self.o.ready)]
+            return m
+        buf = Signal(w * n)
+        cnt = Signal(range(n))
+        valid = Signal()
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(buf[:w]),
+                     self.i.ready.eq(~valid | (self.o.ready & (cnt == n - 1)))]
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(cnt == n - 1):
+                m.d.sync += [valid.eq(0), cnt.eq(0)]
+            with m.Else():
+                m.d.sync += [buf.eq(buf[w:]), cnt.eq(cnt + 1)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), valid.eq(1)]
+        return m

@@ -1,0 +1,338 @@
+"""Analytic model of the accelerator: the one place for cycles, memory bits and LUT/FF estimates.
+
+The generator (:mod:`dupnet.hw.top`), the CLI summary, the budget reports and the testbenches
+import these numbers from here and never re-derive them.
+
+Per conv layer with folding (PE, SIMD)::
+
+    sf = k*k*C'/SIMD            input folds per output pixel and neuron fold
+    nf = C_out/PE               neuron folds per output pixel
+    cycles_per_frame = H*W*sf*nf
+
+The LUT/FF estimates model the micro-architecture of :mod:`dupnet.hw.mvtu` (AND-gated unsigned
+adder trees per PE, a shared input-sum tree, ``acc = 2*S - T``), the window unit and the
+adapters, for LUT6 devices. They are estimates: ``scripts/bench_hw.py`` and the budget reports
+put Yosys figures beside them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dupnet.sw.config import (ConvGeometry, NetworkConfig, PoolGeometry, ceil_div,
+                              network_geometry)
+
+__all__ = ["LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
+           "window_depth", "adder_tree_luts", "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ",
+           "weight_rom_shape", "pool_rowbuf_depth", "PIPELINE_DEPTH"]
+
+REFERENCE_CLOCK_HZ = 100_000_000
+#: register stages from an accepted MVTU input chunk to its output register
+PIPELINE_DEPTH = 3
+
+
+def window_depth(k: int, width: int) -> int:
+    """Line-buffer depth (pixels): next power of two >= ``(k-1)*W + k + 1``."""
+    need = (k - 1) * width + k + 1
+    return 1 << max(1, (need - 1).bit_length())
+
+
+def pool_rowbuf_depth(stride: int, width: int) -> int:
+    """Row-buffer depth (pixels) of the max-pool."""
+    return max(1, width // 2) if stride == 2 else max(1, width - 1)
+
+
+def weight_rom_shape(g: ConvGeometry, pe: int, simd: int) -> tuple[int, int]:
+    """``(width, depth)`` of each of the PE weight ROMs: unique bits only."""
+    width = simd // g.w_dup if simd % g.w_dup == 0 else 1
+    depth = (g.out_channels // pe) * g.k * g.k * g.c_unique // width
+    return width, depth
+
+
+def adder_tree_luts(n: int, width: int) -> int:
+    """LUT6 (one per result bit, carry chain) of a balanced tree adding ``n`` unsigned values."""
+    widths = [width] * n
+    luts = 0
+    while len(widths) > 1:
+        nxt = []
+        for i in range(0, len(widths) - 1, 2):
+            w = max(widths[i], widths[i + 1]) + 1
+            luts += w
+            nxt.append(w)
+        if len(widths) % 2:
+            nxt.append(widths[-1])
+        widths = nxt
+    return luts
+
+
+def finn_mvau_lut_estimate(pe: int, simd: int, mw: int, w_bits: int, a_bits: int,
+                           out_bits: int | None, acc_bits: int, tmem: int,
+                           lut_mult: bool = True) -> int:
+    """FINN's analytic MVAU LUT model (``MVAU.lut_estimation`` in FINN's
+    ``matrixvectoractivation.py``, after Blott et al., FINN-R 2018), weights in BRAM
+    (``c2 = 0``), thresholds in distributed RAM, LUT multipliers; the accumulator width is
+    FINN's ``min(acc_bits, ceil(alpha + log2(1 + 2^-alpha) + 1))`` with unsigned inputs."""
+    W, A, P, Q = w_bits, a_bits, pe, simd
+    c0, c1 = 300, 1.1
+    mult_luts = Q * (2 * math.ceil((W + A) / 6) - 1) * (W + A) if lut_mult else 0
+    addertree_luts = (W + A) * (2 * Q - 1)
+    alpha = math.log2(mw) + W + A - 1
+    acc = min(acc_bits, math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1))
+    thr_luts = comp_luts = 0
+    if out_bits is not None:
+        thr_luts = (2 ** out_bits - 1) * acc * math.ceil(tmem / 64)
+        comp_luts = (2 ** out_bits - 1) * acc
+    return int(c0 + c1 * (P * (mult_luts + addertree_luts + acc + thr_luts + comp_luts)))
+
+
+@dataclass
+class LayerModel:
+    """Analytic figures of one layer (conv or maxpool) at one folding."""
+    name: str
+    kind: str                      # "conv" | "maxpool"
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    cycles_per_frame: int
+    rom_bits: int = 0              # weight ROM bits (= unique weight bits)
+    threshold_rom_bits: int = 0
+    buffer_bits: int = 0           # line / row buffer memory bits
+    lut_estimate: int = 0
+    ff_estimate: int = 0
+    pe: int | None = None
+    simd: int | None = None
+    sf: int | None = None
+    nf: int | None = None
+    lanes: int | None = None
+    k: int | None = None
+    w_dup: int | None = None
+    x_dup: int | None = None
+    in_bits: int | None = None
+    out_bits: int | None = None
+    acc_bits: int | None = None
+    is_last: bool = False
+    preadd: bool | None = None
+    stride: int | None = None
+
+    @property
+    def in_pixels(self) -> int:
+        return self.in_shape[0] * self.in_shape[1]
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_shape[0] * self.out_shape[1]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["in_shape"], d["out_shape"] = list(self.in_shape), list(self.out_shape)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def _check_conv_folding(g: ConvGeometry, pe: int, simd: int) -> None:
+    from .folding import FoldingError
+    where = f"layer {g.index} ({g.name})"
+    for name, v in (("pe", pe), ("simd", simd)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise FoldingError(f"{where}: field '{name}' must be a positive integer, got {v!r}")
+    if g.out_channels % pe:
+        raise FoldingError(f"{where}: field 'pe' ({pe}) must divide C_out = {g.out_channels}")
+    if g.c_dup % simd:
+        raise FoldingError(f"{where}: field 'simd' ({simd}) must divide C' = x_dup*C_in = "
+                           f"{g.x_dup}*{g.in_channels} = {g.c_dup}")
+    if g.w_dup > 1 and simd % g.w_dup and g.w_dup % simd:
+        raise FoldingError(f"{where}: field 'simd' ({simd}) and w_dup ({g.w_dup}) are "
+                           f"incompatible: one must divide the other, so that a SIMD chunk "
+                           f"holds whole weight-sharing groups or lies inside one")
+
+
+def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> LayerModel:
+    """Analytic model of one conv layer (window unit + MVTU + gather) at folding (PE, SIMD)."""
+    _check_conv_folding(g, pe, simd)
+    kk = g.k * g.k
+    sf = kk * g.c_dup // simd
+    nf = g.out_channels // pe
+    cycles = g.height * g.width * sf * nf
+    b = g.in_bits
+    use_pre = preadd and g.w_dup > 1
+    # ---- LUTs
+    if use_pre:
+        groups = max(1, simd // g.w_dup)
+        gw = b + max(0, (min(simd, g.w_dup) - 1).bit_length())
+        shared = adder_tree_luts(min(simd, g.w_dup), b) * groups
+        per_pe_tree = adder_tree_luts(groups, gw) + groups * gw * (1 if groups == 1 else 0)
+    else:
+        shared = 0
+        per_pe_tree = adder_tree_luts(simd, b) + (simd * b if simd == 1 else 0)
+    shared += adder_tree_luts(simd, b) + g.acc_bits          # T tree + T accumulator
+    acc = g.acc_bits
+    per_pe = per_pe_tree + acc + acc                           # S accumulator, 2S - T
+    if g.act_bits is not None:
+        per_pe += g.n_thresholds * g.threshold_bits + g.act_bits * g.n_thresholds // 2
+    chunks = g.c_dup // simd
+    mux = simd * b * ceil_div(chunks, 4) if chunks > 1 else 0
+    window_ctrl = 80 + 2 * max(1, (window_depth(g.k, g.width)).bit_length())
+    luts = shared + pe * per_pe + mux + window_ctrl + 40
+    # ---- FFs
+    out_bits = g.out_bits
+    ff = (simd * b               # MVTU input register
+          + pe * (acc + 1)       # S accumulators
+          + 2 * acc              # T accumulator and its copy
+          + pe * out_bits        # output register
+          + simd * b             # window output register (memory read data)
+          + 120)                 # counters and valid bits
+    if not g.is_last and nf > 1:
+        ff += 2 * g.out_channels * out_bits  # gather buffer + output register
+    thr_rom = g.threshold_storage_bits if nf > 1 else 0
+    depth = window_depth(g.k, g.width)
+    return LayerModel(
+        name=g.name, kind="conv", in_shape=(g.height, g.width, g.in_channels),
+        out_shape=g.out_shape, cycles_per_frame=cycles, rom_bits=g.unique_weight_bits,
+        threshold_rom_bits=thr_rom, buffer_bits=depth * g.in_channels * b,
+        lut_estimate=int(luts), ff_estimate=int(ff), pe=pe, simd=simd, sf=sf, nf=nf,
+        lanes=pe * simd, k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=b, out_bits=out_bits,
+        acc_bits=g.acc_bits, is_last=g.is_last, preadd=use_pre)
+
+
+def pool_model(g: PoolGeometry) -> LayerModel:
+    """Analytic model of a max-pool unit (full pixels in and out)."""
+    pix_bits = g.channels * g.bits
+    # stride 1: one extra cycle per row for the right-edge output, W for the bottom-row flush
+    cycles = g.height * g.width + ((g.width + g.height - 1) if g.stride == 1 else 0)
+    luts = 60 + 2 * pix_bits * (2 if g.stride == 2 else 3) // 3
+    ff = 2 * pix_bits + 60 + (2 * pix_bits if g.stride == 1 else 0)
+    return LayerModel(
+        name=g.name, kind="maxpool", in_shape=(g.height, g.width, g.channels),
+        out_shape=g.out_shape, cycles_per_frame=cycles,
+        buffer_bits=pool_rowbuf_depth(g.stride, g.width) * pix_bits,
+        lut_estimate=int(luts), ff_estimate=int(ff), in_bits=g.bits, out_bits=g.bits,
+        stride=g.stride)
+
+
+@dataclass
+class PipelineModel:
+    """Analytic model of the whole accelerator."""
+    network: str
+    layers: list[LayerModel]
+    pixels_per_beat: int
+    input_cycles_per_frame: int
+    latency_cycles: int
+    extra_luts: int = 0
+    extra_ffs: int = 0
+    folding: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """Bottleneck cycles per frame in steady state (back-to-back frames)."""
+        return max([self.input_cycles_per_frame] + [m.cycles_per_frame for m in self.layers])
+
+    @property
+    def bottleneck_layer(self) -> str:
+        best = max(self.layers, key=lambda m: m.cycles_per_frame)
+        return best.name if best.cycles_per_frame >= self.input_cycles_per_frame else "input"
+
+    @property
+    def rom_bits(self) -> int:
+        return sum(m.rom_bits for m in self.layers)
+
+    @property
+    def threshold_rom_bits(self) -> int:
+        return sum(m.threshold_rom_bits for m in self.layers)
+
+    @property
+    def buffer_bits(self) -> int:
+        return sum(m.buffer_bits for m in self.layers)
+
+    @property
+    def lut_estimate(self) -> int:
+        return sum(m.lut_estimate for m in self.layers) + self.extra_luts
+
+    @property
+    def ff_estimate(self) -> int:
+        return sum(m.ff_estimate for m in self.layers) + self.extra_ffs
+
+    @property
+    def conv_layers(self) -> list[LayerModel]:
+        return [m for m in self.layers if m.kind == "conv"]
+
+    def layer(self, name: str) -> LayerModel:
+        for m in self.layers:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def fps(self, clock_hz: float = REFERENCE_CLOCK_HZ) -> float:
+        return clock_hz / self.cycles_per_frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "pixels_per_beat": self.pixels_per_beat,
+            "cycles_per_frame": self.cycles_per_frame,
+            "bottleneck_layer": self.bottleneck_layer,
+            "latency_cycles": self.latency_cycles,
+            "input_cycles_per_frame": self.input_cycles_per_frame,
+            "reference_clock_hz": REFERENCE_CLOCK_HZ,
+            "fps_at_reference_clock": round(self.fps(), 3),
+            "rom_bits": self.rom_bits,
+            "threshold_rom_bits": self.threshold_rom_bits,
+            "buffer_bits": self.buffer_bits,
+            "lut_estimate": self.lut_estimate,
+            "ff_estimate": self.ff_estimate,
+            "folding": {k: {"pe": v[0], "simd": v[1]} for k, v in self.folding.items()},
+            "layers": [m.to_json() for m in self.layers],
+        }
+
+
+def _config_of(artifact_or_config: Any) -> NetworkConfig:
+    if isinstance(artifact_or_config, NetworkConfig):
+        return artifact_or_config
+    cfg = getattr(artifact_or_config, "config", None)
+    if isinstance(cfg, NetworkConfig):
+        return cfg
+    raise TypeError(f"expected an Artifact or a NetworkConfig, got {type(artifact_or_config)}")
+
+
+def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int = 1,
+                   preadd: bool | None = None) -> PipelineModel:
+    """Analytic model of the whole pipeline for a folding (:class:`~dupnet.hw.folding.Folding`
+    or a plain ``{name: (pe, simd)}`` mapping)."""
+    from .folding import Folding, FoldingError, validate_folding
+    cfg = _config_of(artifact_or_config)
+    if not isinstance(folding, Folding):
+        folding = Folding(dict(folding))
+    validate_folding(cfg, folding)
+    if preadd is None:
+        preadd = folding.preadd
+    hw_pixels = cfg.input_height * cfg.input_width
+    if pixels_per_beat < 1 or hw_pixels % pixels_per_beat:
+        raise FoldingError(f"pixels_per_beat ({pixels_per_beat}) must divide the "
+                           f"{cfg.input_height}x{cfg.input_width} = {hw_pixels} pixels of a frame")
+    layers: list[LayerModel] = []
+    for g in network_geometry(cfg):
+        if isinstance(g, ConvGeometry):
+            pe, simd = folding[g.name]
+            layers.append(layer_model(g, pe, simd, preadd=preadd))
+        else:
+            layers.append(pool_model(g))
+    input_cycles = hw_pixels // pixels_per_beat
+    # latency: walk the pipeline; a stage's input pixel interval is set by its slowest upstream
+    t = 0.0
+    upstream = input_cycles
+    for m, g in zip(layers, network_geometry(cfg)):
+        interval = max(1.0, upstream / max(1, m.in_pixels))
+        if m.kind == "conv":
+            pad = g.k // 2
+            wait_pixels = pad * g.width + pad + 1
+            t += wait_pixels * interval + (m.sf or 1) + PIPELINE_DEPTH
+            if not m.is_last:
+                t += (m.nf - 1) * (m.sf or 1) + 1    # gather: all chunks of the first pixel
+        else:
+            t += (g.width + 2) * interval + 2
+        upstream = max(upstream, m.cycles_per_frame)
+    unpack_bits = pixels_per_beat * cfg.input_channels * cfg.input_bits
+    extra_luts = 20 + (unpack_bits * (pixels_per_beat > 1))
+    extra_ffs = 2 * unpack_bits + 20
+    return PipelineModel(network=cfg.name, layers=layers, pixels_per_beat=pixels_per_beat,
+                         input_cycles_per_frame=input_cycles, latency_cycles=int(math.ceil(t)),
+                         extra_luts=extra_luts, extra_ffs=extra_ffs,
+                         folding={k: tuple(v) for k, v in folding.layers.items()})

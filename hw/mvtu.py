@@ -1,0 +1,277 @@
+"""Matrix-vector-threshold unit: PE output lanes x SIMD input lanes, binary weights.
+
+The weight ROM of each PE stores only the unique channels (``C'/w_dup`` per kernel position):
+its word is ``max(1, SIMD/w_dup)`` bits wide and every stored bit is broadcast to the ``w_dup``
+input lanes (or all ``SIMD`` lanes when ``SIMD < w_dup``) that share it. The sum over the
+instantiated ROMs equals ``ConvGeometry.unique_weight_bits`` exactly.
+
+Arithmetic: with weights in {-1, +1}, ``sum(w*x) = 2*S - T`` where ``S`` is the sum of the
+inputs whose weight bit is 1 (per PE: AND gates and an unsigned adder tree) and ``T`` the sum of
+all inputs (one tree shared by every PE). With ``preadd`` the ``w_dup`` inputs sharing a bit are
+summed once (shared by all PEs) and each stored bit gates one pre-summed value.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from dupnet.sw.config import ConvGeometry
+
+from .analytic import weight_rom_shape
+
+__all__ = ["MVTU", "adder_tree", "weight_rom_images"]
+
+
+def adder_tree(values):
+    """Balanced sum of Amaranth values (widths grow by one bit per level)."""
+    vals = list(values)
+    if not vals:
+        return Const(0, 1)
+    while len(vals) > 1:
+        nxt = [vals[i] + vals[i + 1] for i in range(0, len(vals) - 1, 2)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+    return vals[0]
+
+
+def weight_rom_images(g: ConvGeometry, weights: np.ndarray, pe: int, simd: int) -> list[list[int]]:
+    """ROM words per PE: PE ``p`` holds neurons ``nf*PE + p`` in order, each neuron's unique bits
+    ``V[o].reshape(-1)`` (ky, kx, cu order), packed ``width`` bits per word, LSB first."""
+    width, depth = weight_rom_shape(g, pe, simd)
+    nf = g.out_channels // pe
+    bits = (np.asarray(weights).reshape(g.out_channels, -1) > 0).astype(np.int64)
+    images = []
+    weights_of_bit = np.array([1 << i for i in range(width)], dtype=object)
+    for p in range(pe):
+        seq = bits[[n * pe + p for n in range(nf)]].reshape(-1)
+        words = seq.reshape(depth, width).astype(object)
+        images.append([int(v) for v in (words * weights_of_bit).sum(axis=1)])
+    return images
+
+
+class MVTU(wiring.Component):
+    """Matrix-vector-threshold unit of one conv layer.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+        The layer (k, C', w_dup, b_in, act_bits, acc_bits, ...).
+    weights : numpy.ndarray
+        int8 {-1, +1} ``[C_out, k, k, C'/w_dup]`` (unique channels only).
+    thresholds : numpy.ndarray or None
+        int64 ``[C_out, 2^b - 1]`` for hidden layers; None for the last layer.
+    pe, simd : int
+        Output lanes (divides C_out) and input lanes (divides C'; with w_dup > 1 one of
+        SIMD, w_dup divides the other).
+    preadd : bool
+        Pre-add the inputs sharing a weight bit (only matters when w_dup > 1).
+    arith : str
+        ``"gated"`` (default): ``acc = 2*S - T`` with AND-gated unsigned trees. ``"addsub"``:
+        the naive signed tree of ``+x``/``-x`` per lane (the reference the LUT benchmark
+        compares against).
+    frame_beats : int or None
+        For the last layer: output beats per frame; the beat that ends a frame has ``last``
+        set. None: the payload has no ``last`` bit (hidden layers).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(simd*in_bits)))
+        Window chunks in the order (neuron fold, ky, kx, chunk) per output pixel; lane ``l`` at
+        bits ``[l*in_bits +: in_bits]``.
+    o : Out(stream.Signature(...))
+        Hidden: ``PE*act_bits`` bits, lane ``j`` = code of channel ``nf*PE + j`` at
+        ``[j*act_bits +: act_bits]``. Last layer: ``PE*acc_bits + 1`` bits, signed accumulator
+        lanes, ``last`` at the MSB.
+    weight_roms : list of Memory
+        The per-PE weight ROMs (instantiated in :meth:`elaborate`).
+    """
+
+    def __init__(self, geometry: ConvGeometry, weights: np.ndarray, thresholds, pe: int,
+                 simd: int, preadd: bool = True, frame_beats: int | None = None,
+                 arith: str = "gated"):
+        if arith not in ("gated", "addsub"):
+            raise ValueError(f"arith must be 'gated' or 'addsub', got {arith!r}")
+        self.arith = arith
+        g = geometry
+        where = f"layer {g.index} ({g.name})"
+        if pe < 1 or g.out_channels % pe:
+            raise ValueError(f"{where}: PE ({pe}) must divide C_out = {g.out_channels}")
+        if simd < 1 or g.c_dup % simd:
+            raise ValueError(f"{where}: SIMD ({simd}) must divide C' = {g.c_dup}")
+        if g.w_dup > 1 and simd % g.w_dup and g.w_dup % simd:
+            raise ValueError(f"{where}: SIMD ({simd}) and w_dup ({g.w_dup}) incompatible: one "
+                             f"must divide the other")
+        w = np.asarray(weights)
+        if w.shape != (g.out_channels, g.k, g.k, g.c_unique):
+            raise ValueError(f"{where}: weights shape {w.shape}, expected "
+                             f"{(g.out_channels, g.k, g.k, g.c_unique)}")
+        if (thresholds is None) != (g.act_bits is None):
+            raise ValueError(f"{where}: thresholds must be given exactly for hidden layers")
+        self.g, self.pe, self.simd = g, pe, simd
+        self.preadd = bool(preadd) and g.w_dup > 1
+        self.frame_beats = frame_beats
+        self.kk = g.k * g.k
+        self.sf = self.kk * g.c_dup // simd
+        self.nf = g.out_channels // pe
+        self.rom_width, self.rom_depth = weight_rom_shape(g, pe, simd)
+        self.rep = g.w_dup // simd if simd < g.w_dup else 1
+        self.rom_images = weight_rom_images(g, w, pe, simd)
+        self.weight_roms = [Memory(shape=unsigned(self.rom_width), depth=self.rom_depth,
+                                   init=img) for img in self.rom_images]
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.int64)
+        if g.act_bits is None:
+            out_w = pe * g.acc_bits + (1 if frame_beats is not None else 0)
+        else:
+            out_w = pe * g.act_bits
+        super().__init__({"i": In(stream.Signature(unsigned(simd * g.in_bits))),
+                          "o": Out(stream.Signature(unsigned(out_w)))})
+
+    @property
+    def rom_bits(self) -> int:
+        """Bits of the instantiated weight ROMs."""
+        return sum(mem.depth * mem.shape.width for mem in self.weight_roms)
+
+    def elaborate(self, platform):
+        m = Module()
+        g, PE, SIMD = self.g, self.pe, self.simd
+        b = g.in_bits
+        acc_bits = g.acc_bits
+        sbits = max(1, g.acc_max.bit_length())            # S, T in [0, acc_max]
+        stall = Signal()
+        o_valid = Signal()
+        m.d.comb += [stall.eq(o_valid & ~self.o.ready), self.o.valid.eq(o_valid),
+                     self.i.ready.eq(~stall)]
+        accept = Signal()
+        m.d.comb += accept.eq(self.i.valid & ~stall)
+
+        # ---- stage 0: fold counters, weight ROM addresses
+        waddr = Signal(range(max(2, self.rom_depth)))
+        rep = Signal(range(max(2, self.rep)))
+        sfc = Signal(range(max(2, self.sf)))
+        nfc = Signal(range(max(2, self.nf)))
+        rports = []
+        for p, mem in enumerate(self.weight_roms):
+            m.submodules[f"w_rom{p}"] = mem
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(waddr), rp.en.eq(~stall)]
+            rports.append(rp)
+        with m.If(accept):
+            if self.rep > 1:
+                m.d.sync += rep.eq(Mux(rep == self.rep - 1, 0, rep + 1))
+                step = rep == self.rep - 1
+            else:
+                step = Const(1)
+            with m.If(step):
+                m.d.sync += waddr.eq(Mux(waddr == self.rom_depth - 1, 0, waddr + 1))
+            m.d.sync += sfc.eq(Mux(sfc == self.sf - 1, 0, sfc + 1))
+            with m.If(sfc == self.sf - 1):
+                m.d.sync += nfc.eq(Mux(nfc == self.nf - 1, 0, nfc + 1))
+
+        x1 = Signal(SIMD * b)
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal.like(nfc)
+        with m.If(~stall):
+            m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload), first1.eq(sfc == 0),
+                         last1.eq(sfc == self.sf - 1), nf1.eq(nfc)]
+
+        # ---- stage 1: gated sums, accumulate
+        xs = [x1[l * b:(l + 1) * b] for l in range(SIMD)]
+        if self.preadd:
+            gsize = min(SIMD, g.w_dup)
+            groups = [adder_tree(xs[u * gsize:(u + 1) * gsize]) for u in range(SIMD // gsize)]
+            pre = []
+            for u, s in enumerate(groups):
+                sig = Signal(s.shape(), name=f"pre{u}")
+                m.d.comb += sig.eq(s)
+                pre.append(sig)
+            t_sum = adder_tree(pre)
+        else:
+            t_sum = adder_tree(xs)
+        t_chunk = Signal(t_sum.shape(), name="t_chunk")
+        m.d.comb += t_chunk.eq(t_sum)
+        S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
+        T = Signal(sbits)
+        v2 = Signal()
+        for p in range(PE):
+            wbits = rports[p].data
+            if self.preadd:
+                gated = [Mux(wbits[u], pre[u], 0) for u in range(len(pre))]
+            else:
+                gated = [Mux(wbits[l // g.w_dup if SIMD >= g.w_dup else 0], xs[l], 0)
+                         for l in range(SIMD)]
+            if self.arith == "addsub":
+                if self.preadd:
+                    terms = [Mux(wbits[u], pre[u], -pre[u]) for u in range(len(pre))]
+                else:
+                    terms = [Mux(wbits[l // g.w_dup if SIMD >= g.w_dup else 0], xs[l], -xs[l])
+                             for l in range(SIMD)]
+                psum = Signal(signed(acc_bits), name=f"psum{p}")
+                m.d.comb += psum.eq(adder_tree(terms))
+                S[p] = Signal(signed(acc_bits), name=f"acc_r{p}")
+            else:
+                psum = Signal(sbits, name=f"psum{p}")
+                m.d.comb += psum.eq(adder_tree(gated))
+            with m.If(~stall & v1):
+                m.d.sync += S[p].eq(Mux(first1, 0, S[p]) + psum)
+        with m.If(~stall):
+            m.d.sync += v2.eq(v1 & last1)
+            with m.If(v1):
+                m.d.sync += T.eq(Mux(first1, 0, T) + t_chunk)
+
+        # ---- stage 2: acc = 2*S - T, thresholds, output register
+        accs = []
+        for p in range(PE):
+            two_s = Signal(signed(sbits + 2), name=f"two_s{p}")
+            a = Signal(signed(acc_bits), name=f"acc{p}")
+            if self.arith == "addsub":
+                m.d.comb += a.eq(S[p])
+            else:
+                m.d.comb += [two_s.eq(S[p] * 2), a.eq(two_s - T)]
+            accs.append(a)
+        payload = Signal.like(self.o.payload)
+        if g.act_bits is None:
+            if self.frame_beats is not None:
+                beat = Signal(range(max(2, self.frame_beats)))
+                is_last = Signal()
+                m.d.comb += is_last.eq(beat == self.frame_beats - 1)
+                with m.If(~stall & v2):
+                    m.d.sync += beat.eq(Mux(is_last, 0, beat + 1))
+                m.d.comb += payload.eq(Cat(*accs, is_last))
+            else:
+                m.d.comb += payload.eq(Cat(*accs))
+        else:
+            nt, tb = g.n_thresholds, g.threshold_bits
+            thr = self.thresholds
+            codes = []
+            if self.nf == 1:
+                tvals = [[Const(int(thr[p, t]), signed(tb)) for t in range(nt)]
+                         for p in range(PE)]
+            else:
+                word = PE * nt * tb
+                init = []
+                for n in range(self.nf):
+                    v = 0
+                    for p in range(PE):
+                        for t in range(nt):
+                            v |= (int(thr[n * PE + p, t]) & ((1 << tb) - 1)) << ((p * nt + t) * tb)
+                    init.append(v)
+                m.submodules.t_rom = t_rom = Memory(shape=unsigned(word), depth=self.nf,
+                                                    init=init)
+                trp = t_rom.read_port()
+                m.d.comb += [trp.addr.eq(nf1), trp.en.eq(~stall)]
+                tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb].as_signed()
+                          for t in range(nt)] for p in range(PE)]
+            for p in range(PE):
+                code = Signal(g.act_bits, name=f"code{p}")
+                m.d.comb += code.eq(adder_tree([accs[p] >= tvals[p][t] for t in range(nt)]))
+                codes.append(code)
+            m.d.comb += payload.eq(Cat(*codes))
+        with m.If(~stall):
+            m.d.sync += o_valid.eq(v2)
+            with m.If(v2):
+                m.d.sync += self.o.payload.eq(payload)
+        return m

@@ -1,0 +1,172 @@
+"""Sliding-window / line-buffer unit: k x k x C' windows in SIMD-wide chunks.
+
+For each output pixel (raster order) the unit emits the window ``nf`` times (once per neuron
+fold of the MVTU behind it); each time, for every (ky, kx) in raster order, the ``C'/SIMD``
+chunks of ``X' = concat([pixel] * x_dup)`` (input duplication: the same line-buffer word is read
+again, no extra activation memory). Positions outside the image are zeros ("same" padding).
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .analytic import window_depth
+
+__all__ = ["WindowUnit"]
+
+
+class WindowUnit(wiring.Component):
+    """Line buffer + window generator.
+
+    Parameters
+    ----------
+    height, width : int
+        Image size ``H x W`` (any, e.g. 7 x 5).
+    channels : int
+        ``C_in`` channels per input pixel.
+    bits : int
+        Bits per channel value (unsigned).
+    k : int
+        Kernel size, 1 or 3 (stride 1, zero "same" padding).
+    simd : int
+        Output lanes; must divide ``C' = x_dup * C_in``.
+    x_dup : int
+        Input duplication factor.
+    repeat : int
+        Window replays per pixel (the MVTU's ``nf = C_out/PE``).
+    name : str
+        Layer name for error messages.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(channels*bits)))
+        One full pixel per beat, channel ``c`` at bits ``[c*bits +: bits]``, raster order,
+        frames back to back.
+    o : Out(stream.Signature(unsigned(simd*bits)))
+        One chunk per beat; lane ``l`` is channel ``chunk*simd + l`` of ``X'``.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, bits: int, k: int, simd: int,
+                 x_dup: int = 1, repeat: int = 1, name: str = "window"):
+        if k not in (1, 3):
+            raise ValueError(f"layer {name}: window unit supports k in (1, 3), got {k}")
+        c_dup = channels * x_dup
+        if simd < 1 or c_dup % simd:
+            raise ValueError(f"layer {name}: SIMD ({simd}) must divide C' = x_dup*C_in = "
+                             f"{c_dup}")
+        self.height, self.width, self.channels, self.bits = height, width, channels, bits
+        self.k, self.simd, self.x_dup, self.repeat, self.name = k, simd, x_dup, repeat, name
+        self.depth = window_depth(k, width)
+        self.chunks = c_dup // simd
+        super().__init__({"i": In(stream.Signature(unsigned(channels * bits))),
+                          "o": Out(stream.Signature(unsigned(simd * bits)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        H, W, k, depth = self.height, self.width, self.k, self.depth
+        pad = k // 2
+        hw = H * W
+        abits = (depth - 1).bit_length()
+        m.submodules.linebuf = mem = Memory(shape=unsigned(self.channels * self.bits),
+                                            depth=depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+
+        # ---- write side
+        wr_ptr = Signal(abits)
+        avail = Signal(range(hw + depth + 1))   # pixels written since the reader's frame start
+        pix = Signal(range(max(2, hw)))         # reader's output pixel index y*W + x
+        y = Signal(range(max(2, H)))
+        x = Signal(range(max(2, W)))
+        freed = Signal(range(max(2, hw)))
+        need = Signal(range(hw + 2 * W + 2))
+        if pad:
+            m.d.comb += [
+                freed.eq(Mux(pix >= W + 1, pix - (W + 1), 0)),
+                need.eq(pix + Mux(y < H - 1, W, 0) + Mux(x < W - 1, 1, 0)),
+            ]
+        else:
+            m.d.comb += [freed.eq(pix), need.eq(pix)]
+        m.d.comb += [
+            self.i.ready.eq((avail - freed) < depth),
+            wp.addr.eq(wr_ptr), wp.data.eq(self.i.payload),
+            wp.en.eq(self.i.valid & self.i.ready),
+        ]
+        write = Signal()
+        m.d.comb += write.eq(self.i.valid & self.i.ready)
+        with m.If(write):
+            m.d.sync += wr_ptr.eq(wr_ptr + 1)
+
+        # ---- read side
+        rd_base = Signal(abits)
+        j = Signal(range(max(2, self.chunks)))
+        kx = Signal(range(max(2, k)))
+        ky = Signal(range(max(2, k)))
+        nfc = Signal(range(max(2, self.repeat)))
+        can_issue = Signal()
+        advance = Signal()
+        issue = Signal()
+        o_valid = Signal()
+        zero_r = Signal()
+        j_r = Signal.like(j)
+        m.d.comb += [
+            can_issue.eq(avail > need),
+            advance.eq(~o_valid | self.o.ready),
+            issue.eq(advance & can_issue),
+            self.o.valid.eq(o_valid),
+        ]
+        # offset of (ky, kx) relative to the centre pixel, modulo the buffer depth
+        if k == 1:
+            koff = Const(0, abits)
+            inside = Const(1)
+        else:
+            koff = Signal(abits)
+            inside = Signal()
+            with m.Switch(Cat(kx, ky)):
+                for dy in range(3):
+                    for dx in range(3):
+                        with m.Case(dx | (dy << 2)):
+                            m.d.comb += koff.eq(((dy - 1) * W + (dx - 1)) % depth)
+                with m.Default():
+                    m.d.comb += koff.eq(0)
+            row_ok = ~(((ky == 0) & (y == 0)) | ((ky == 2) & (y == H - 1)))
+            col_ok = ~(((kx == 0) & (x == 0)) | ((kx == 2) & (x == W - 1)))
+            m.d.comb += inside.eq(row_ok & col_ok)
+        m.d.comb += [rp.en.eq(advance), rp.addr.eq((rd_base + pix + koff)[:abits])]
+
+        with m.If(advance):
+            m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
+
+        # counters: j (chunk) < kx < ky < nfc < pixel
+        last_j = j == self.chunks - 1
+        last_kx = kx == k - 1
+        last_ky = ky == k - 1
+        last_nf = nfc == self.repeat - 1
+        last_x = x == W - 1
+        last_y = y == H - 1
+        frame_end = Signal()
+        m.d.comb += frame_end.eq(issue & last_j & last_kx & last_ky & last_nf & last_x & last_y)
+        with m.If(issue):
+            m.d.sync += j.eq(Mux(last_j, 0, j + 1))
+            with m.If(last_j):
+                m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
+                with m.If(last_kx):
+                    m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
+                    with m.If(last_ky):
+                        m.d.sync += nfc.eq(Mux(last_nf, 0, nfc + 1))
+                        with m.If(last_nf):
+                            m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1)]
+                            with m.If(last_x):
+                                m.d.sync += y.eq(Mux(last_y, 0, y + 1))
+                            with m.If(last_y & last_x):
+                                m.d.sync += [pix.eq(0), rd_base.eq(rd_base + (hw % depth))]
+        m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
+
+        # ---- output: memory read data (held while stalled), duplicated, chunk-selected
+        dup = Cat(*([rp.data] * self.x_dup))
+        lanes = self.simd * self.bits
+        chunk = dup if self.chunks == 1 else dup.word_select(j_r, lanes)
+        m.d.comb += self.o.payload.eq(Mux(zero_r, 0, chunk))
+        return m

@@ -1,0 +1,186 @@
+"""The whole accelerator in the Amaranth simulator against the golden model, every word."""
+import random
+
+import numpy as np
+import pytest
+from amaranth import ClockDomain, Elaboratable, Module
+
+from dupnet.hw.folding import Folding, FoldingError
+from dupnet.hw.reference import chunk_beats, image_beats, output_beats, pixel_beats
+from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.top import DupNetAccelerator
+from dupnet.sw.config import ConvGeometry, network_geometry
+from dupnet.sw.golden import GoldenModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+FOLDINGS = {
+    "mixed": Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)}),
+    "serial": Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4), "conv4": (1, 1)},
+                      preadd=False),
+}
+
+
+def run_top(art, folding, frames=2, ppb=1, stall=0.25, seed=0, max_cycles=200_000):
+    cfg = art.config
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 256, size=(frames, cfg.input_height, cfg.input_width,
+                                      cfg.input_channels))
+    gold = GoldenModel(art).forward(imgs)
+    dut = DupNetAccelerator(art, folding, pixels_per_beat=ppb, probes=True)
+    geoms = network_geometry(cfg)
+    last = [g for g in geoms if isinstance(g, ConvGeometry)][-1]
+    pe_l = folding[last.name][0]
+    expected = output_beats(gold[-1], pe_l, last.acc_bits)
+    probe_expect = {}
+    for g, out in zip(geoms, gold):
+        if isinstance(g, ConvGeometry):
+            if g.is_last:
+                probe_expect[g.name] = expected
+            else:
+                probe_expect[g.name] = chunk_beats(out, folding[g.name][0], g.act_bits)
+        else:
+            probe_expect[g.name] = pixel_beats(out, g.bits)
+    probe_got = {name: [] for name in probe_expect}
+    got = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, image_beats(imgs, ppb), stall, random.Random(seed))
+
+    async def monitor(ctx):
+        probes = [(name, getattr(dut, f"probe_{name}")) for name in probe_expect]
+        async for vals in ctx.tick().sample(*[p.valid for _, p in probes],
+                                            *[p.ready for _, p in probes],
+                                            *[p.payload for _, p in probes]):
+            _, _, *vals = vals
+            n = len(probes)
+            for k, (name, _) in enumerate(probes):
+                if vals[k] and vals[n + k]:
+                    probe_got[name].append(vals[2 * n + k])
+
+    async def consumer(ctx):
+        got.extend(await get_n(ctx, dut.o, len(expected), stall, random.Random(seed + 1)))
+
+    run_sim(dut, [producer, monitor], [consumer], max_cycles=max_cycles)
+    for name, want in probe_expect.items():
+        have = probe_got[name]
+        assert len(have) >= len(want) - (0 if name == last.name else len(want)), name
+        for n, (a, b) in enumerate(zip(have, want)):
+            assert a == b, f"layer {name}: beat {n} differs"
+        assert len(have) == len(want), f"layer {name}: {len(have)} beats, want {len(want)}"
+    assert got == expected
+    return dut
+
+
+@pytest.mark.parametrize("fold", ["mixed", "serial"])
+def test_pipeline_matches_golden(small_art, fold):
+    run_top(small_art, FOLDINGS[fold], frames=2, seed=hash(fold) % 100)
+
+
+def test_pipeline_pixels_per_beat(small_art):
+    run_top(small_art, FOLDINGS["mixed"], frames=2, ppb=4, stall=0.1, seed=3)
+
+
+def test_rom_bits_of_instantiated_memories(small_art):
+    dut = DupNetAccelerator(small_art, FOLDINGS["mixed"])
+    unique = sum(g.unique_weight_bits for g in small_art.geometries)
+    assert dut.rom_bits_instantiated == unique
+
+
+def test_bad_pixels_per_beat(small_art):
+    with pytest.raises(FoldingError, match="pixels_per_beat"):
+        DupNetAccelerator(small_art, FOLDINGS["mixed"], pixels_per_beat=5)
+
+
+def test_measured_cycles_per_frame_match_model(small_art):
+    """Back-to-back frames without stalls: the frame interval equals the analytic bottleneck."""
+    from amaranth.sim import Simulator
+
+    from dupnet.hw.analytic import pipeline_model
+    folding = FOLDINGS["serial"]
+    model = pipeline_model(small_art, folding)
+    cfg = small_art.config
+    frames = 3
+    imgs = np.random.default_rng(9).integers(0, 256, size=(frames, cfg.input_height,
+                                                           cfg.input_width, cfg.input_channels))
+    dut = DupNetAccelerator(small_art, folding)
+    last_bit = len(dut.o.payload) - 1
+    ends = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, image_beats(imgs))
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            cycle += 1
+            if valid and (payload >> last_bit) & 1:
+                ends.append(cycle)
+                if len(ends) == frames:
+                    return
+
+    run_sim(dut, [producer], [consumer], max_cycles=frames * model.cycles_per_frame * 3)
+    intervals = np.diff(ends)
+    assert len(ends) == frames
+    for iv in intervals:
+        assert model.cycles_per_frame <= iv <= model.cycles_per_frame * 1.05 + 20, \
+            (intervals, model.cycles_per_frame, model.bottleneck_layer)
+
+
+class _WithReset(Elaboratable):
+    """Wrap a component in an explicit sync domain so a testbench can drive its reset."""
+
+    def __init__(self, dut):
+        self.dut, self.cd = dut, ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = self.dut
+        return m
+
+
+@pytest.mark.parametrize("reset_after", [7, 23, 61])
+def test_reset_mid_frame_then_clean_frames(small_art, reset_after):
+    """Reset at an arbitrary cycle in mid-frame (data in flight everywhere), then two clean
+    frames: every output word equals the golden model's."""
+    folding = FOLDINGS["mixed"]
+    cfg = small_art.config
+    rng = np.random.default_rng(reset_after)
+    junk = rng.integers(0, 256, size=(1, cfg.input_height, cfg.input_width, cfg.input_channels))
+    imgs = rng.integers(0, 256, size=(2, cfg.input_height, cfg.input_width, cfg.input_channels))
+    gold = GoldenModel(small_art).forward(imgs)[-1]
+    dut = DupNetAccelerator(small_art, folding)
+    last = [g for g in network_geometry(cfg) if isinstance(g, ConvGeometry)][-1]
+    expected = output_beats(gold, folding[last.name][0], last.acc_bits)
+    top = _WithReset(dut)
+    state = {"reset_done": False}
+    got = []
+
+    async def producer(ctx):
+        beats = image_beats(junk)
+        cycles = 0
+        ctx.set(dut.i.valid, 1)
+        for b in beats:                      # feed junk without waiting, count cycles
+            ctx.set(dut.i.payload, b)
+            await ctx.tick()
+            cycles += 1
+            if cycles >= reset_after:
+                break
+        ctx.set(dut.i.valid, 0)
+        ctx.set(top.cd.rst, 1)
+        await ctx.tick()
+        ctx.set(top.cd.rst, 0)
+        state["reset_done"] = True
+        await put_all(ctx, dut.i, image_beats(imgs), 0.2, random.Random(reset_after))
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)              # drain whatever comes out before the reset
+        while not state["reset_done"]:
+            await ctx.tick()
+        ctx.set(dut.o.ready, 0)
+        got.extend(await get_n(ctx, dut.o, len(expected), 0.2, random.Random(1)))
+
+    run_sim(top, [producer], [consumer], max_cycles=100_000)
+    assert got == expected

@@ -1,0 +1,53 @@
+"""WindowUnit against the numpy reference, random stalls on both sides."""
+import random
+
+import numpy as np
+import pytest
+
+from dupnet.hw.reference import pack_lanes, pixel_beats, unpack_lanes, window_chunks
+from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.window import WindowUnit
+
+
+def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 1 << bits, size=(frames, h, w, c))
+    dut = WindowUnit(h, w, c, bits, k, simd, x_dup=x_dup, repeat=repeat)
+    expected = [pack_lanes(row, bits) for img in imgs
+                for row in window_chunks(img, k, simd, x_dup, repeat)]
+    prng = random.Random(seed)
+    got = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, pixel_beats(imgs, bits), stall, prng)
+
+    async def consumer(ctx):
+        got.extend(await get_n(ctx, dut.o, len(expected), stall, random.Random(seed + 1)))
+
+    run_sim(dut, [producer], [consumer], max_cycles=20 * len(expected) + 1000)
+    for n, (a, b) in enumerate(zip(got, expected)):
+        assert a == b, (f"beat {n}: got {unpack_lanes(a, simd, bits)}, "
+                        f"expected {unpack_lanes(b, simd, bits)}")
+    assert len(got) == len(expected)
+
+
+@pytest.mark.parametrize("h,w,c,bits,k,simd,x_dup,repeat", [
+    (7, 5, 3, 8, 3, 3, 1, 1),      # odd sizes, k=3, full SIMD
+    (7, 5, 3, 8, 3, 1, 1, 1),      # SIMD 1
+    (5, 7, 3, 8, 3, 2, 2, 1),      # x_dup replay, SIMD straddling the copy boundary
+    (5, 3, 6, 2, 1, 6, 1, 2),      # k=1, neuron-fold replay
+    (3, 4, 2, 2, 3, 4, 2, 2),      # x_dup + replay
+    (1, 1, 2, 2, 3, 2, 1, 1),      # 1x1 image
+    (2, 9, 1, 8, 3, 1, 1, 1),      # wide, two rows
+])
+def test_window(h, w, c, bits, k, simd, x_dup, repeat):
+    run_window(h, w, c, bits, k, simd, x_dup, repeat)
+
+
+def test_window_no_stall_full_rate():
+    run_window(4, 5, 2, 2, 3, 4, x_dup=2, stall=0.0)
+
+
+def test_window_rejects_bad_simd():
+    with pytest.raises(ValueError, match="SIMD"):
+        WindowUnit(4, 4, 3, 8, 3, 4, name="convx")
