@@ -4,10 +4,10 @@
 For each config (default: dupnet-demo and dupnet-tinier-yolo) on one batch of random uint8
 images, measured in this run (median of --repeat interleaved rounds after one warm-up):
 
-* ``golden``        :meth:`dupnet.sw.golden.GoldenModel.forward` (every layer's output), the
-                    reference implementation;
-* ``golden_fast``   :meth:`dupnet.sw.golden_fast.GoldenModelFast.forward` (bit-identical,
-                    checked here on the benchmark input);
+* ``golden (reference)`` :meth:`dupnet.sw.golden.ReferenceGoldenModel.forward`, the
+                    layer-by-layer specification;
+* ``golden``        :meth:`dupnet.sw.golden.GoldenModel.forward` (every layer's output; the
+                    model every tool uses, bit-identical to the reference, checked here);
 * ``torch float``   the config with ``weights`` forced to "float" (duplication removed: plain
                     Conv2d + BN + LeakyReLU, the float reference network of the same widths),
                     ``model.eval()`` under ``torch.inference_mode()``;
@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from dupnet.sw.config import load_config, parse_config
-from dupnet.sw.golden import GoldenModel
-from dupnet.sw.golden_fast import GoldenModelFast
+from dupnet.sw.golden import GoldenModel, ReferenceGoldenModel
 from dupnet.sw.qat import build_model
 from dupnet.sw.random_artifact import random_artifact
 
@@ -65,9 +64,9 @@ def bench(name, repeat):
     img = rng.integers(0, 256, (n, cfg.input_height, cfg.input_width, cfg.input_channels),
                        dtype=np.uint8)
     art = random_artifact(cfg, seed=0)
-    gold, fast = GoldenModel(art), GoldenModelFast(art)
+    gold, fast = ReferenceGoldenModel(art), GoldenModel(art)
     same = all(np.array_equal(a, b) for a, b in zip(gold.forward(img), fast.forward(img)))
-    assert same, "golden_fast differs from golden"
+    assert same, "GoldenModel differs from ReferenceGoldenModel"
     x = torch.from_numpy(img).permute(0, 3, 1, 2).float().contiguous()
     fmodel = build_model(float_twin(cfg)).eval()
     qmodel = build_model(cfg).eval()
@@ -76,14 +75,14 @@ def bench(name, repeat):
         with torch.inference_mode():
             return m(x)
     r = fps_interleaved({
-        "golden": lambda: gold.forward(img),
-        "golden_fast": lambda: fast.forward(img),
+        "golden (reference)": lambda: gold.forward(img),
+        "golden": lambda: fast.forward(img),
         "torch float": lambda: run_torch(fmodel),
         "torch QAT": lambda: run_torch(qmodel),
     }, n, repeat)
     base = r["torch float"]
     print(f"{name} ({cfg.input_height}x{cfg.input_width}x{cfg.input_channels}, batch {n}, "
-          f"median of {repeat}; golden_fast bit-identical: {same})")
+          f"median of {repeat}; golden == reference: {same})")
     for k, v in r.items():
         print(f"  {k:<12} {v:9.2f} frames/s   {v / base:5.2f}x torch float")
     return r
