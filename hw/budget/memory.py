@@ -1,0 +1,94 @@
+"""Analytic memory mapping: which of a layer's memories land in block RAM, and how many blocks.
+
+The memories of each layer follow the micro-architecture of ``docs/hardware.md`` section 5
+(shapes from :mod:`dupnet.hw.analytic`): per conv, ``PE`` weight ROMs of
+``weight_rom_shape(g, pe, simd)``, a threshold ROM of ``nf`` words when ``nf > 1`` and the
+line buffer (a RAM); per max-pool, the row buffer (a RAM).
+
+The mapping rule mirrors Yosys ``memory_libmap``: a memory goes to block RAM when the blocks it
+needs cost less than building it from soft logic (``bits * logic_cost``, ROM and RAM priced
+separately). The per-family costs live in the calibration file (``calibration.toml``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dupnet.sw.config import ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
+
+from .devices import Device
+
+__all__ = ["Memory", "layer_memories", "blocks_for", "MemoryPlacement", "place_memory",
+           "place_layer_memories"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    name: str
+    depth: int
+    width: int
+    rom: bool           # True: read-only with an init image (weights, thresholds)
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+def blocks_for(depth: int, width: int, shapes: tuple[tuple[int, int], ...] | list) -> int:
+    """Fewest blocks of one of the ``(depth, width)`` aspect ratios that hold the memory."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+
+
+def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
+    """Memories of one layer (a :class:`~dupnet.hw.analytic.LayerModel` as JSON dict).
+
+    ``layer["memories"]`` (a list of ``{name, depth, width, rom}``) overrides the derivation;
+    hand-made designs in tests use it."""
+    if "memories" in layer:
+        return [Memory(m["name"], int(m["depth"]), int(m["width"]), bool(m["rom"]))
+                for m in layer["memories"]]
+    from dupnet.hw.analytic import pool_rowbuf_depth, weight_rom_shape, window_depth
+    out: list[Memory] = []
+    if layer["kind"] == "conv" and isinstance(geometry, ConvGeometry):
+        g = geometry
+        pe, simd = int(layer["pe"]), int(layer["simd"])
+        w, d = weight_rom_shape(g, pe, simd)
+        out += [Memory(f"w_rom{p}", d, w, True) for p in range(pe)]
+        nf = g.out_channels // pe
+        if g.act_bits is not None and nf > 1:
+            out.append(Memory("t_rom", nf, pe * g.n_thresholds * g.threshold_bits, True))
+        out.append(Memory("linebuf", window_depth(g.k, g.width), g.in_channels * g.in_bits,
+                          False))
+    elif layer["kind"] == "maxpool" and isinstance(geometry, PoolGeometry):
+        g = geometry
+        out.append(Memory("rowbuf", pool_rowbuf_depth(g.stride, g.width), g.channels * g.bits,
+                          False))
+    return out
+
+
+@dataclass(frozen=True)
+class MemoryPlacement:
+    memory: Memory
+    where: str          # "bram" | "logic"
+    blocks: float       # capacity.bram units (0 in logic)
+
+
+def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> MemoryPlacement:
+    """Block RAM or soft logic, by the cheaper cost (the Yosys ``memory_libmap`` rule)."""
+    fam = device.family
+    n = blocks_for(mem.depth, mem.width, fam.block_shapes)
+    bram_cost = n * costs.get("block_cost", 64.0)
+    logic_cost = mem.bits * costs.get("logic_cost_rom" if mem.rom else "logic_cost_ram", 1.0)
+    if device.capacity["bram"] > 0 and bram_cost < logic_cost:
+        return MemoryPlacement(mem, "bram", n * fam.block_unit)
+    return MemoryPlacement(mem, "logic", 0.0)
+
+
+def place_layer_memories(layer: dict[str, Any], geometry: Any | None, device: Device,
+                         costs: dict[str, float]) -> list[MemoryPlacement]:
+    return [place_memory(m, device, costs) for m in layer_memories(layer, geometry)]
+
+
+def geometries_by_name(config: NetworkConfig | None) -> dict[str, Any]:
+    return {g.name: g for g in network_geometry(config)} if config is not None else {}
