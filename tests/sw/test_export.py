@@ -8,6 +8,7 @@ import torch
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import ConvGeometry, load_config, parse_config
 from dupnet.sw.export import ExportError, export_checkpoint, export_model, fold_thresholds
+from dupnet.sw.equivalence import compare_with_golden as compare
 from dupnet.sw.golden import GoldenModel, conv_acc, threshold
 from dupnet.sw.qat import INPUT_SCALE, HeadConv, QuantConvBlock, build_model
 
@@ -96,69 +97,6 @@ def train_ish(model, images, steps=4, seed=0):
                             * float(b.act.clip_value()))
     model.eval()
     return model
-
-
-def affine_params(model):
-    """Per hidden conv (float64): a, c of y = a*acc + c, and the step s (independent of export)."""
-    out, s_in = {}, float(np.float32(INPUT_SCALE))
-    for g, m in zip(model.geometry, model.layers):
-        if isinstance(m, QuantConvBlock):
-            bn = m.bn
-            inv = 1 / np.sqrt(bn.running_var.double().numpy() + bn.eps)
-            gamma = bn.weight.detach().double().numpy()
-            alpha = m.conv.quant.alpha().detach().double().numpy()
-            a = gamma * alpha * s_in * inv
-            c = bn.bias.detach().double().numpy() - gamma * bn.running_mean.double().numpy() * inv
-            s = float(m.act.scale().detach())
-            out[g.index] = (a, c, s)
-            s_in = s
-    return out
-
-
-def compare(model, art, images):
-    """Compare every layer output; returns a report dict (and asserts nothing itself)."""
-    golden = GoldenModel(art)
-    gouts = golden.forward(images)
-    accs = []
-    last = [m for m in model.layers if isinstance(m, HeadConv)][0]
-    h = last.conv.acc_probe.register_forward_hook(lambda m, i, o: accs.append(o.detach()))
-    with torch.no_grad():
-        touts = model.forward_layers(to_torch(images))
-        head = model(to_torch(images))
-    h.remove()
-    aff = affine_params(model)
-    rep = {"codes": 0, "mismatches": 0, "ties": 0, "mismatches_at_ties": 0, "per_layer": [],
-           "levels": []}
-    x = images.astype(np.int64)
-    for geo, go, to in zip(model.geometry, gouts, touts):
-        if isinstance(geo, ConvGeometry) and geo.is_last:
-            tacc = accs[0].permute(0, 2, 3, 1).numpy()
-            rep["acc_equal"] = bool(np.array_equal(tacc, go))
-            rep["acc_compared"] = go.size
-            rep["head_err"] = float(np.abs(golden.decode_inputs(go)
-                                           - to.permute(0, 2, 3, 1).numpy()).max())
-            rep["head_forward_err"] = float((head - to).abs().max())
-            rep["head_scale"] = float(np.abs(to.numpy()).max())
-            continue
-        tq = to.permute(0, 2, 3, 1).numpy().astype(np.int64)
-        bad = tq != go
-        nbad = int(bad.sum())
-        rep["codes"] += go.size
-        rep["mismatches"] += nbad
-        rep["per_layer"].append((geo.name, go.size, nbad))
-        rep["levels"].append(len(np.unique(go)))
-        if isinstance(geo, ConvGeometry):
-            # ties: y = a*acc + c on a code boundary (t - 1/2)*s, over ALL the data
-            a, c, s = aff[geo.index]
-            acc = conv_acc(x, art.layers[geo.index].weights, geo)   # weights possibly negated
-            acc = np.where(a < 0, -acc, acc)                        # back to the model's acc
-            y = a * acc + c
-            t = np.clip(np.round(y / s - 0.5), 0, (1 << geo.act_bits) - 2)
-            tie = np.abs(y - (t + 0.5) * s) <= 1e-6 * np.maximum(1.0, np.abs(y))
-            rep["ties"] += int(tie.sum())
-            rep["mismatches_at_ties"] += int((bad & tie).sum())
-        x = go
-    return rep
 
 
 def _check(rep):
