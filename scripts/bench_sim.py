@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Simulation benchmarks (docs/verification.md, "Benchmarks").
+
+1. Full frame of ``dupnet-tinier-yolo`` (416x416x3, random artifact, the default folding of
+   ``dupnet rtl``: 30 frames/s at 100 MHz) on Verilator with the C++ stream driver
+   (``dupnet.sim.cppdriver``), every output word compared with the golden model: Verilator
+   build time, simulation wall time, simulated cycles per wall second.  Targets: build < 5 min,
+   one frame < 60 s on 2 cores.
+2. The same small design (the ``sim-dup`` regression network) simulated by
+   (a) Verilator + C++ driver, (b) Verilator + cocotb (the regression benches) and
+   (c) Amaranth's own simulator (``amaranth.sim``, the hw unit tests' simulator): cycles per
+   wall second and the ratios, all measured in this run.
+
+Usage: ``python scripts/bench_sim.py [--skip-big] [--json OUT]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _say(*a):
+    print(*a, flush=True)
+
+
+def bench_big(threads: int, opt: str) -> dict:
+    from dupnet.commands.rtl import DEFAULT_CLOCK_HZ, DEFAULT_FPS
+    from dupnet.hw.folding import auto_folding
+    from dupnet.sim.cppdriver import build_cpp_model, run_cpp
+    from dupnet.sim.design import check_timing, generate_cached, network_streams
+    from dupnet.sim.images import builtin_images
+    from dupnet.sim.network import Timing, new_run_dir
+    from dupnet.sw.config import load_config
+    from dupnet.sw.random_artifact import random_artifact
+
+    cfg = load_config("dupnet-tinier-yolo")
+    art = random_artifact(cfg, seed=0, calibration_images=1)
+    target = DEFAULT_CLOCK_HZ // DEFAULT_FPS
+    fold = auto_folding(cfg, target_cycles=target)
+    t0 = time.perf_counter()
+    des = generate_cached(art, fold, log=_say)
+    t_gen = time.perf_counter() - t0
+    _say(f"tinier-yolo: folding {fold.layers}; Verilog {len(des.verilog) / 1e6:.1f} MB "
+         f"({t_gen:.1f} s, cached after the first run)")
+    t0 = time.perf_counter()
+    model = build_cpp_model(des.verilog, des.top_name, des.design_hash, opt=opt,
+                            threads=threads, jobs=os.cpu_count(), log=_say)
+    t_build = model.stamp["build_seconds"]
+    images = builtin_images(cfg, 1)
+    t0 = time.perf_counter()
+    out, _ = network_streams(art, fold, images)
+    t_golden = time.perf_counter() - t0
+    r = run_cpp(model, images, out.layer, out.layout, out.expected, new_run_dir("bench-big"),
+                in_width=cfg.input_channels * cfg.input_bits)
+    st = r.stats
+    t = Timing(st["frame_first_input"], st["frame_first_output"], st["frame_last_output"],
+               st["cycles"])
+    tc = check_timing(t, des.model)
+    res = {"design": "dupnet-tinier-yolo 416x416x3", "verilog_mb": len(des.verilog) / 1e6,
+           "build_s": t_build, "build_reused": not model.built_now,
+           "parallel_build": model.parallel_build, "sim_wall_s": r.sim_wall_s,
+           "cycles": r.cycles, "cycles_per_s": r.cycles_per_second, "bit_exact": r.ok,
+           "values_compared": r.scoreboard.compared, "golden_s": t_golden,
+           "analytic_cycles_per_frame": des.model["cycles_per_frame"],
+           "measured_latency": t.latency, "analytic_latency": des.model["latency_cycles"],
+           "timing_check": str(tc), "threads": threads, "opt": opt}
+    _say(f"  build {t_build:.0f} s{' (cached)' if not model.built_now else ''} [target < 300 s]; "
+         f"one frame {r.sim_wall_s:.1f} s [target < 60 s]; {r.cycles:,} cycles, "
+         f"{r.cycles_per_second:,.0f} cycles/s; bit-exact: {r.ok} "
+         f"({r.scoreboard.compared} values); golden model {t_golden:.1f} s")
+    # steady state: 3 frames back to back, cycles/frame vs the analytic model
+    imgs3 = builtin_images(cfg, 3)
+    out3, _ = network_streams(art, fold, imgs3)
+    r3 = run_cpp(model, imgs3, out3.layer, out3.layout, out3.expected,
+                 new_run_dir("bench-big3"), in_width=cfg.input_channels * cfg.input_bits)
+    st = r3.stats
+    t3 = Timing(st["frame_first_input"], st["frame_first_output"], st["frame_last_output"],
+                st["cycles"])
+    tc3 = check_timing(t3, des.model)
+    res.update({"three_frames_bit_exact": r3.ok, "three_frames_wall_s": r3.sim_wall_s,
+                "measured_cycles_per_frame": t3.frame_cycles, "timing_check": str(tc3)})
+    _say(f"  3 frames back to back: bit-exact {r3.ok}, {r3.sim_wall_s:.1f} s; {tc3}")
+    return res
+
+
+def bench_small(frames: int = 3) -> dict:
+    """Verilator (C++ driver, cocotb) vs Amaranth sim on the sim-dup network."""
+    from amaranth.sim import Simulator
+
+    from dupnet.hw.top import DupNetAccelerator
+    from dupnet.sim.cppdriver import build_cpp_model, run_cpp
+    from dupnet.sim.design import generate_cached, network_streams, simulate_artifact
+    from dupnet.sim.images import random_images
+    from dupnet.sim.network import new_run_dir
+    from dupnet.sim.scoreboard import Scoreboard, pack_pixels
+    from dupnet.sw.random_artifact import random_artifact
+    from tests.sim.cases import config, folding
+
+    cfg = config("dup")
+    art = random_artifact(cfg, seed=1)
+    fold = folding(cfg, "min")          # PE = SIMD = 1: many cycles per frame
+    images = random_images(cfg, frames, seed=3)
+    out, _ = network_streams(art, fold, images)
+    des = generate_cached(art, fold)
+
+    # (a) Verilator + C++ driver
+    m = build_cpp_model(des.verilog, des.top_name, des.design_hash, log=_say)
+    rc = run_cpp(m, images, out.layer, out.layout, out.expected, new_run_dir("bench-small"),
+                 in_width=cfg.input_channels * 8)
+    # (b) Verilator + cocotb
+    rv, _ = simulate_artifact(art, fold, images, design=des, log=_say)
+    cocotb_cps = rv.cycles_per_second
+
+    # (c) Amaranth simulator, same design, same protocol (no stalls), every word compared
+    dut = DupNetAccelerator(art, fold)
+    beats = [b for img in images for b in pack_pixels(img)]
+    n_words = sum(e.size for e in out.expected) // out.layout.lanes
+    got: list[int] = []
+    cycles = [0]
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        k = 0
+        while len(got) < n_words:
+            if k < len(beats):
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, beats[k])
+            else:
+                ctx.set(dut.i.valid, 0)
+            i_fire = k < len(beats) and ctx.get(dut.i.ready)
+            o_fire = ctx.get(dut.o.valid)
+            if o_fire:
+                got.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+            cycles[0] += 1
+            if i_fire:
+                k += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    t0 = time.perf_counter()
+    sim.run()
+    am_wall = time.perf_counter() - t0
+    sb = Scoreboard(out.layer, out.layout, list(out.expected))
+    for w in got:
+        sb.push(int(w))
+    sb.finish()
+    am_cps = cycles[0] / am_wall
+    res = {"design": f"sim-dup network, PE=SIMD=1, {frames} frames",
+           "cycles": rc.cycles, "cpp_cycles_per_s": rc.cycles_per_second,
+           "cocotb_cycles_per_s": cocotb_cps, "amaranth_cycles_per_s": am_cps,
+           "amaranth_bit_exact": sb.ok, "cpp_bit_exact": rc.ok, "cocotb_bit_exact": rv.ok,
+           "ratio_cocotb_over_amaranth": cocotb_cps / am_cps,
+           "ratio_cpp_over_amaranth": rc.cycles_per_second / am_cps}
+    _say(f"small design ({res['design']}, {rc.cycles:,} cycles):")
+    _say(f"  Verilator + C++ driver : {rc.cycles_per_second:>12,.0f} cycles/s "
+         f"(bit-exact {rc.ok})")
+    _say(f"  Verilator + cocotb     : {cocotb_cps:>12,.0f} cycles/s (bit-exact {rv.ok})")
+    _say(f"  Amaranth simulator     : {am_cps:>12,.0f} cycles/s (bit-exact {sb.ok}) "
+         f"[baseline]")
+    _say(f"  ratio cocotb+Verilator / Amaranth sim = {res['ratio_cocotb_over_amaranth']:.1f}x; "
+         f"C++ driver / Amaranth sim = {res['ratio_cpp_over_amaranth']:.0f}x")
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-big", action="store_true", help="only the small-design comparison")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Verilator --threads for the big model (default 1)")
+    ap.add_argument("--opt", default="-O1", help="OPT_FAST for the big model (default -O1)")
+    ap.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    args = ap.parse_args(argv)
+    from dupnet.sim.toolchain import find_toolchain
+    _say(f"toolchain: {find_toolchain().describe()}; {os.cpu_count()} CPU(s)")
+    out = {"small": bench_small()}
+    if not args.skip_big:
+        out["tinier_yolo"] = bench_big(args.threads, args.opt)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    ok = out["small"]["amaranth_bit_exact"] and out["small"]["cpp_bit_exact"] \
+        and out["small"]["cocotb_bit_exact"] and out.get("tinier_yolo", {}).get("bit_exact", True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
