@@ -52,8 +52,8 @@ class FlowOptions:
     n_test: int | None = None
     sim_images: int = 3                # built-in test images through the RTL
     targets: str = "ice40-up5k,ecp5-25f,artix7-35t"
-    folding: str | None = None         # folding file; default: automatic (30 fps at 100 MHz)
-    target_fps: float = 30.0
+    folding: str | None = None         # folding file; default: automatic (target_fps at clock)
+    target_fps: float = 1000.0
     clock_mhz: float = 100.0
     pnr: bool = True
     quiet: bool = False
@@ -186,7 +186,7 @@ def _step_rtl(ctx: _Ctx) -> dict[str, Any]:
     write_design(design, out)
     ctx.cache.pop("folding", None)
     lint = lint_verilog(design.verilog, top=design.top_name)
-    s = design.summary
+    s = design.summary.get("model", design.summary)
     return {"top": design.top_name, "verilog": f"rtl/{design.top_name}.v",
             "design_hash": design.design_hash, "rom_bits_instantiated":
             design.rom_bits_instantiated, "lint": _lint_text(lint),
