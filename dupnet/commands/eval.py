@@ -33,8 +33,6 @@ def add_arguments(p):
 
 def run(args):
     import json
-    import os
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")    # see `dupnet train`
 
     from dupnet.errors import DupnetError
     from dupnet.sw.artifact import atomic_write_bytes

@@ -54,10 +54,6 @@ def run(args):
     import os
     import sys
 
-    # Before torch loads: idle OpenMP threads sleep instead of spinning.  On 2 cores shared
-    # with other jobs, spinning threads made training up to 10x slower (docs/training.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
     from dupnet.errors import DupnetError
     from dupnet.sw.config import load_config
     from dupnet.sw.train import TrainOptions, train

@@ -148,7 +148,7 @@ def test_validation_messages(demo):
     with pytest.raises(ArtifactError, match="only -1 and \\+1"):
         Artifact(cfg, L)
     L = _layers(demo)
-    L[4].thresholds[3] = np.array([5, 4, 6])
+    L[4].thresholds[3] = np.arange(L[4].thresholds.shape[1])[::-1]
     with pytest.raises(ArtifactError, match=r"layer 4 \(conv3\).*channel 3 is not ascending"):
         Artifact(cfg, L)
     L = _layers(demo)
