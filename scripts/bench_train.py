@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         print(f"{cfg.name}: AP {r.metrics['ap']:.4f} in {wall:.0f}s", file=sys.stderr)
 
     print(f"\nTraining on {threads} threads, {opts.epochs} epochs, batch {opts.batch_size}, "
-          f"built-in data (test split: {rows[0] and 'AP@0.5 all-points'}); "
+          f"built-in data (AP@0.5 all-points on the test split); "
           f"torch {torch.__version__}\n")
     head = ["network", "weights", "on-chip size", "compute/frame", "AP@0.5",
             f"det. rate @{rows[0]['fp']} FP", "train wall", "train img/s",
