@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import MAGIC, Artifact, ConvParams
-from .config import ConfigError, ConvGeometry, NetworkConfig, PoolGeometry, config_from_dict
+from .artifact import Artifact, ConvParams
+from .config import ConvGeometry, NetworkConfig, PoolGeometry
 from ..errors import DupnetError
 
-__all__ = ["ExportError", "export_model", "fold_thresholds", "load_checkpoint",
+__all__ = ["ExportError", "export_model", "fold_thresholds",
            "export_checkpoint", "export_summary"]
 
 
@@ -141,60 +141,17 @@ def export_model(model, cfg: NetworkConfig | None = None, meta: dict[str, Any] |
 # Training runs
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Load ``RUN/checkpoint.pt`` (or a direct ``.pt`` path); returns ``(dict, file)``."""
-    import torch
-
-    p = Path(path)
-    if p.is_dir():
-        f = p / "checkpoint.pt"
-        if not f.is_file():
-            cands = sorted(p.glob("*.pt"))
-            hint = f" (found {', '.join(c.name for c in cands)})" if cands else ""
-            raise ExportError(f"{p}: not a training run: no checkpoint.pt{hint}")
-    elif p.is_file():
-        f = p
-    else:
-        raise ExportError(f"{p}: no such training run directory or checkpoint file")
-    with open(f, "rb") as fh:
-        if fh.read(len(MAGIC)) == MAGIC:
-            raise ExportError(f"{f}: this is an integer artifact already, not a training "
-                              f"checkpoint")
-    try:
-        # checkpoints hold tensors and plain data only: never unpickle arbitrary objects
-        ck = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ExportError(f"{f}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                          f"{e})") from None
-    if not isinstance(ck, dict):
-        raise ExportError(f"{f}: checkpoint is a {type(ck).__name__}, expected a dict with "
-                          f"keys 'config', 'model', 'epoch'")
-    missing = [k for k in ("config", "model") if k not in ck]
-    if missing:
-        raise ExportError(f"{f}: checkpoint lacks key(s) {', '.join(map(repr, missing))} "
-                          f"(has {', '.join(map(repr, sorted(map(str, ck))))})")
-    return ck, f
-
-
 def export_checkpoint(path: str | Path) -> Artifact:
-    """Rebuild the model of a training run and export it (meta records run and epoch)."""
-    from .qat import build_model
+    """Rebuild the model of a training run (a run directory or its ``.pt`` file, read by
+    :func:`dupnet.sw.train.load_checkpoint`) and export it; meta records run and epoch."""
+    from .train import load_checkpoint, model_from_checkpoint
 
-    ck, f = load_checkpoint(path)
-    try:
-        cfg = config_from_dict(ck["config"], source=f"{f} (config)")
-    except ConfigError as e:
-        raise ExportError(str(e)) from None
+    ck = load_checkpoint(path)
+    f = Path(ck["_path"])
+    cfg, model = model_from_checkpoint(ck)
     if not cfg.is_binary:
         raise ExportError(f"{f}: config {cfg.name!r} has float weights (weights = \"float\"); "
                           f"only binary networks export to an integer artifact")
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ExportError(f"{f}: key 'model' does not match config {cfg.name!r}: "
-                          f"{str(e).splitlines()[0]}") from None
-    model.eval()
     run = f.parent if f.name == "checkpoint.pt" else f
     meta: dict[str, Any] = {"source": "training", "run": str(run), "checkpoint": str(f)}
     for key in ("epoch", "step", "metrics"):

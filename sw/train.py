@@ -47,6 +47,7 @@ from .artifact import MAGIC, atomic_write_bytes
 from .config import NetworkConfig, config_from_dict
 
 __all__ = ["TrainOptions", "TrainResult", "RunError", "train", "load_run", "load_checkpoint",
+           "model_from_checkpoint",
            "save_checkpoint", "checkpoint_path", "evaluate_model", "predict_heads",
            "load_split", "CHECKPOINT", "CHECKPOINT_FORMAT", "default_threads"]
 
@@ -415,10 +416,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def load_run(path: str | os.PathLike):
-    """``(cfg, model)`` of a run directory or checkpoint file; the model is in eval mode."""
+def model_from_checkpoint(state: dict[str, Any]):
+    """``(cfg, model)`` rebuilt from a checkpoint dict of :func:`load_checkpoint` (eval mode)."""
     from .qat import build_model
-    state = load_checkpoint(path)
     try:
         cfg = config_from_dict(state["config"], source=f"{state['_path']} (embedded config)")
     except DupnetError as e:
@@ -431,6 +431,11 @@ def load_run(path: str | os.PathLike):
                        f"{cfg.name!r}: {str(e).splitlines()[0]}") from None
     model.eval()
     return cfg, model
+
+
+def load_run(path: str | os.PathLike):
+    """``(cfg, model)`` of a run directory or checkpoint file; the model is in eval mode."""
+    return model_from_checkpoint(load_checkpoint(path))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dupnet.sw.train import CHECKPOINT_FORMAT
 from dupnet.cli import main
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import load_config, parse_config
@@ -24,8 +25,8 @@ def demo_run(tmp_path_factory):
     model.eval()
     run = tmp_path_factory.mktemp("runs") / "demo"
     run.mkdir()
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "epoch": 7},
-               run / "checkpoint.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(),
+                "model": model.state_dict(), "epoch": 7}, run / "checkpoint.pt")
     return run, model, cfg
 
 
@@ -48,7 +49,7 @@ def test_export_command(demo_run, tmp_path, capsys):
 def test_export_command_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.dupnet")]) == 2
     err = capsys.readouterr().err
-    assert "dupnet export: error:" in err and "no such training run" in err
+    assert "dupnet export: error:" in err and "no such run directory" in err
     assert "Traceback" not in err
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "x.dupnet")]) == 2
@@ -57,8 +58,8 @@ def test_export_command_errors(tmp_path, capsys):
                          "input": {"height": 16, "width": 16, "channels": 1},
                          "head": {"anchors": [[1, 1]]},
                          "layers": [{"kind": "conv", "k": 1, "out_channels": 6}]})
-    torch.save({"config": fcfg.to_dict(), "model": build_model(fcfg).state_dict(), "epoch": 0},
-               tmp_path / "float.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "config": fcfg.to_dict(),
+                "model": build_model(fcfg).state_dict(), "epoch": 0}, tmp_path / "float.pt")
     assert main(["export", str(tmp_path / "float.pt"), "-o", str(tmp_path / "x.dupnet")]) == 2
     assert "float weights" in capsys.readouterr().err
     assert not (tmp_path / "x.dupnet").exists()

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from dupnet.errors import DupnetError
 from dupnet.sw.artifact import Artifact
+from dupnet.sw.train import CHECKPOINT_FORMAT
 from dupnet.sw.config import ConvGeometry, load_config, parse_config
 from dupnet.sw.export import ExportError, export_checkpoint, export_model, fold_thresholds
 from dupnet.sw.equivalence import compare_with_golden as compare
-from dupnet.sw.golden import GoldenModel, conv_acc, threshold
-from dupnet.sw.qat import INPUT_SCALE, HeadConv, QuantConvBlock, build_model
+from dupnet.sw.golden import GoldenModel, threshold
+from dupnet.sw.qat import INPUT_SCALE, QuantConvBlock, build_model
 
 try:
     from dupnet.sw.datasets import builtin_dataset
@@ -229,8 +231,8 @@ def test_export_rejects_float_config():
 def _save_run(tmp_path, cfg, model, **extra):
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "epoch": 3, **extra},
-               run / "checkpoint.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(),
+                "model": model.state_dict(), "epoch": 3, **extra}, run / "checkpoint.pt")
     return run
 
 
@@ -248,32 +250,35 @@ def test_export_checkpoint_run_dir_and_pt_path(tmp_path):
 
 
 def test_export_checkpoint_errors(tmp_path):
-    with pytest.raises(ExportError, match="no such training run"):
+    with pytest.raises(DupnetError, match="no such run directory or checkpoint"):
         export_checkpoint(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ExportError, match="no checkpoint.pt"):
+    with pytest.raises(DupnetError, match="no checkpoint.pt"):
         export_checkpoint(tmp_path / "empty")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ExportError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(DupnetError, match="not a readable checkpoint"):
         export_checkpoint(junk)
     from dupnet.sw.random_artifact import random_artifact
     random_artifact(K1_FIRST).save(tmp_path / "art.pt")
-    with pytest.raises(ExportError, match="integer artifact already"):
+    with pytest.raises(DupnetError, match="integer artifact, not a training checkpoint"):
         export_checkpoint(tmp_path / "art.pt")
-    torch.save({"model": {}}, tmp_path / "nocfg.pt")
-    with pytest.raises(ExportError, match="'config'"):
+    torch.save({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(DupnetError, match="not a dupnet checkpoint"):
+        export_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "model": {}}, tmp_path / "nocfg.pt")
+    with pytest.raises(DupnetError, match="lacks field 'config'"):
         export_checkpoint(tmp_path / "nocfg.pt")
     other = build_model(MIXED)
-    torch.save({"config": K1_FIRST.to_dict(), "model": other.state_dict(), "epoch": 1},
-               tmp_path / "mismatch.pt")
-    with pytest.raises(ExportError, match="does not match config"):
+    torch.save({"format": CHECKPOINT_FORMAT, "config": K1_FIRST.to_dict(),
+                "model": other.state_dict(), "epoch": 1}, tmp_path / "mismatch.pt")
+    with pytest.raises(DupnetError, match="weights do not fit the embedded config"):
         export_checkpoint(tmp_path / "mismatch.pt")
     fcfg = parse_config({"name": "f", "weights": "float",
                          "input": {"height": 16, "width": 16, "channels": 1},
                          "head": {"anchors": [[1, 1]]},
                          "layers": [{"kind": "conv", "k": 1, "out_channels": 6}]})
-    torch.save({"config": fcfg.to_dict(), "model": build_model(fcfg).state_dict(),
-                "epoch": 0}, tmp_path / "float.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "config": fcfg.to_dict(),
+                "model": build_model(fcfg).state_dict(), "epoch": 0}, tmp_path / "float.pt")
     with pytest.raises(ExportError, match="float weights"):
         export_checkpoint(tmp_path / "float.pt")
