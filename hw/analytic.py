@@ -25,17 +25,32 @@ from dupnet.sw.config import (ConvGeometry, NetworkConfig, PoolGeometry, ceil_di
 
 __all__ = ["LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
            "window_depth", "adder_tree_luts", "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ",
-           "weight_rom_shape", "pool_rowbuf_depth", "PIPELINE_DEPTH"]
+           "weight_rom_shape", "pool_rowbuf_depth", "PIPELINE_DEPTH",
+           "WINDOW_SLACK_PIXELS"]
 
 REFERENCE_CLOCK_HZ = 100_000_000
 #: register stages from an accepted MVTU input chunk to its output register
 PIPELINE_DEPTH = 3
 
 
+#: Line-buffer slack of a window unit beyond its minimum ``(k-1)*W + k + 1`` pixels:
+#: ``ceil(W/2) + WINDOW_SLACK_PIXELS``.  Why: the upstream of a conv layer delivers in bursts
+#: (a stride-2 pool emits a whole output row during every second input row; a stride-1 pool
+#: emits its bottom row after the frame; a k=3 window needs ``W+1`` pixels of the next frame
+#: before its first output).  When the upstream engine runs at the same cycles/frame as this
+#: one (a balanced pipeline) a k=3 window behind a stride-2 pool must hold about
+#: ``2.5*W + 4`` pixels for both engines to stay busy (the fluid bound; measured on
+#: dupnet-tinier-yolo: slack ``W/2`` runs at the analytic cycles/frame, ``3W/8`` at +15 %,
+#: ``W/4`` at +28 %, 8 pixels at +96 %, the former ``2W + 4`` rounded up to a power of two at
+#: +14 %).  ``WINDOW_SLACK_PIXELS`` covers the pipeline latencies on top of the fluid bound.
+WINDOW_SLACK_PIXELS = 8
+
+
 def window_depth(k: int, width: int) -> int:
-    """Line-buffer depth (pixels): next power of two >= ``(k-1)*W + k + 1``."""
-    need = (k - 1) * width + k + 1
-    return 1 << max(1, (need - 1).bit_length())
+    """Line-buffer depth (pixels): the window's minimum ``(k-1)*W + k + 1`` (the rows the
+    window spans plus the pixel being written) plus ``ceil(W/2) + WINDOW_SLACK_PIXELS`` of
+    slack for bursty upstreams; exact (the addresses wrap at the depth, no power of two)."""
+    return (k - 1) * width + k + 1 + (width + 1) // 2 + WINDOW_SLACK_PIXELS
 
 
 def pool_rowbuf_depth(stride: int, width: int) -> int:
@@ -196,8 +211,13 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> Lay
 def pool_model(g: PoolGeometry) -> LayerModel:
     """Analytic model of a max-pool unit (full pixels in and out)."""
     pix_bits = g.channels * g.bits
-    # stride 1: one extra cycle per row for the right-edge output, W for the bottom-row flush
-    cycles = g.height * g.width + ((g.width + g.height - 1) if g.stride == 1 else 0)
+    cycles = g.height * g.width
+    if g.stride == 1:
+        # the bottom row is flushed while the next frame's first row comes in (W outputs for W
+        # inputs), the right-edge output of a row while the next row's first pixel comes in;
+        # what is left: 2 cycles per frame (the last row's edge output ahead of the flush),
+        # 1 for a one-row map, and one per row for a one-column map (every pixel is an edge)
+        cycles += g.height if g.width == 1 else (1 if g.height == 1 else 2)
     luts = 60 + 2 * pix_bits * (2 if g.stride == 2 else 3) // 3
     ff = 2 * pix_bits + 60 + (2 * pix_bits if g.stride == 1 else 0)
     return LayerModel(

@@ -23,7 +23,7 @@ from dupnet.errors import DupnetError
 from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, network_geometry
 
 __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding", "auto_folding",
-           "folding_candidates", "divisors"]
+           "folding_candidates", "divisors", "min_layer_cycles"]
 
 
 class FoldingError(DupnetError):
@@ -160,6 +160,15 @@ def _best_for_target(g: ConvGeometry, target: int, preadd: bool):
     return best
 
 
+def min_layer_cycles(g: ConvGeometry, preadd: bool = True) -> tuple[int, tuple[int, int]]:
+    """Fewest cycles/frame of a conv layer at any valid folding, and that (PE, SIMD): fully
+    unfolded, ``H*W*k*k`` (the window unit emits one kernel position per cycle; SIMD
+    parallelises channels only)."""
+    from .analytic import layer_model
+    return min((layer_model(g, pe, simd, preadd=preadd).cycles_per_frame, (pe, simd))
+               for pe, simd in folding_candidates(g))
+
+
 def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int, str]:
     from .analytic import pool_model
     worst = (config.input_height * config.input_width // pixels_per_beat, "input stream")
@@ -183,6 +192,12 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     from .analytic import pipeline_model
     if (target_cycles is None) == (lut_budget is None):
         raise FoldingError("auto folding needs exactly one of target_cycles and lut_budget")
+    hw_pixels = config.input_height * config.input_width
+    if isinstance(pixels_per_beat, bool) or not isinstance(pixels_per_beat, int) \
+            or pixels_per_beat < 1 or hw_pixels % pixels_per_beat:
+        raise FoldingError(f"pixels_per_beat ({pixels_per_beat!r}) must be a positive integer "
+                           f"dividing the {config.input_height}x{config.input_width} = "
+                           f"{hw_pixels} pixels of a frame")
     geoms = conv_geometries(config)
     fixed, fixed_what = _fixed_min_cycles(config, pixels_per_beat)
 
@@ -203,14 +218,16 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
             raise FoldingError(f"target of {target_cycles} cycles/frame is impossible: the "
                                f"{fixed_what} alone needs {fixed} cycles/frame")
         for g in geoms:
-            full = g.height * g.width
-            if full > target_cycles:
+            least, (pe, simd) = min_layer_cycles(g, preadd)
+            if least > target_cycles:
                 raise FoldingError(
                     f"target of {target_cycles} cycles/frame is impossible: layer {g.index} "
-                    f"({g.name}) needs at least H*W = {g.height}*{g.width} = {full} cycles/frame "
-                    f"even fully unfolded (PE = C_out = {g.out_channels}, SIMD = C' = {g.c_dup})")
+                    f"({g.name}) needs at least H*W*k*k = {g.height}*{g.width}*{g.k}*{g.k} = "
+                    f"{least} cycles/frame even fully unfolded (PE = C_out = {pe}, SIMD = C' "
+                    f"= {simd}: the window unit emits one kernel position per cycle)")
         f = for_target(target_cycles)
-        assert f is not None
+        if f is None:      # unreachable after the checks above; never a bare assert
+            raise FoldingError(f"no folding meets a target of {target_cycles} cycles/frame")
         return f
 
     if isinstance(lut_budget, bool) or not isinstance(lut_budget, int) or lut_budget < 1:
@@ -238,5 +255,6 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
         else:
             lo = mid + 1
     f = for_target(targets[lo])
-    assert f is not None
+    if f is None:          # unreachable: targets[lo] was checked to fit; never a bare assert
+        raise FoldingError(f"LUT budget of {lut_budget}: no folding found")
     return f

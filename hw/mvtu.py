@@ -141,9 +141,13 @@ class MVTU(wiring.Component):
         b = g.in_bits
         acc_bits = g.acc_bits
         sbits = max(1, g.acc_max.bit_length())            # S, T in [0, acc_max]
+        # The pipeline stalls only when a finished output (v2) meets an occupied, blocked
+        # output register: while a pixel's sf chunks are still being accumulated, backpressure
+        # on ``o`` costs nothing (it is absorbed by the accumulation).
         stall = Signal()
         o_valid = Signal()
-        m.d.comb += [stall.eq(o_valid & ~self.o.ready), self.o.valid.eq(o_valid),
+        v2 = Signal()
+        m.d.comb += [stall.eq(o_valid & ~self.o.ready & v2), self.o.valid.eq(o_valid),
                      self.i.ready.eq(~stall)]
         accept = Signal()
         m.d.comb += accept.eq(self.i.valid & ~stall)
@@ -195,7 +199,6 @@ class MVTU(wiring.Component):
         m.d.comb += t_chunk.eq(t_sum)
         S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
         T = Signal(sbits)
-        v2 = Signal()
         for p in range(PE):
             wbits = rports[p].data
             if self.preadd:
@@ -270,8 +273,8 @@ class MVTU(wiring.Component):
                 m.d.comb += code.eq(adder_tree([accs[p] >= tvals[p][t] for t in range(nt)]))
                 codes.append(code)
             m.d.comb += payload.eq(Cat(*codes))
-        with m.If(~stall):
-            m.d.sync += o_valid.eq(v2)
-            with m.If(v2):
-                m.d.sync += self.o.payload.eq(payload)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += o_valid.eq(0)
+        with m.If(~stall & v2):
+            m.d.sync += [o_valid.eq(1), self.o.payload.eq(payload)]
         return m

@@ -98,7 +98,9 @@ class MaxPool(wiring.Component):
         mem, wp, rp, r, c, o_valid, o_free = self._common(m)
         hold = Signal(C * B)
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(o_free), accept.eq(self.i.valid & self.i.ready)]
+        # only the input that completes a 2x2 block needs the output register
+        m.d.comb += [self.i.ready.eq(o_free | ~(c[0] & r[0])),
+                     accept.eq(self.i.valid & self.i.ready)]
         c_next = self._advance_rc(m, r, c, accept)
         m.d.comb += rp.addr.eq(c_next >> 1)
         px = self.i.payload
@@ -124,8 +126,20 @@ class MaxPool(wiring.Component):
         flushing = Signal()
         f = Signal(range(max(2, W)))
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(o_free & ~pend_valid & ~flushing),
-                     accept.eq(self.i.valid & self.i.ready)]
+        # Input readiness.  An input with c > 0 and r > 0 emits an output (needs the output
+        # register and no pending right-edge output); the last input of a row (c = W-1) may
+        # create the right-edge output (needs ``pend`` free).  While the bottom row of the
+        # previous frame is being flushed, the next frame's first row is accepted (it emits
+        # nothing), as long as it only overwrites row-buffer words already flushed
+        # (word c-1 < f) and leaves ``edge`` (read by the last flush output) alone (c < W-1).
+        needs_out = Signal()
+        m.d.comb += needs_out.eq((c != 0) & (r != 0))
+        with m.If(flushing):
+            m.d.comb += self.i.ready.eq((r == 0) & (c < f))
+        with m.Else():
+            m.d.comb += self.i.ready.eq(Mux(needs_out, o_free & ~pend_valid,
+                                            ~pend_valid | (c != W - 1)))
+        m.d.comb += accept.eq(self.i.valid & self.i.ready)
         c_next = self._advance_rc(m, r, c, accept)
         frame_last = (r == H - 1) & (c == W - 1)
         px = self.i.payload

@@ -68,7 +68,7 @@ class WindowUnit(wiring.Component):
         H, W, k, depth = self.height, self.width, self.k, self.depth
         pad = k // 2
         hw = H * W
-        abits = (depth - 1).bit_length()
+        abits = max(1, (depth - 1).bit_length())
         m.submodules.linebuf = mem = Memory(shape=unsigned(self.channels * self.bits),
                                             depth=depth, init=[])
         wp = mem.write_port()
@@ -97,10 +97,12 @@ class WindowUnit(wiring.Component):
         write = Signal()
         m.d.comb += write.eq(self.i.valid & self.i.ready)
         with m.If(write):
-            m.d.sync += wr_ptr.eq(wr_ptr + 1)
+            m.d.sync += wr_ptr.eq(Mux(wr_ptr == depth - 1, 0, wr_ptr + 1))
 
         # ---- read side
-        rd_base = Signal(abits)
+        # address of the centre pixel: input pixel n (counted over all frames) is stored at
+        # n mod depth, and the reader's pixels follow the writer's one by one across frames
+        cptr = Signal(abits)
         j = Signal(range(max(2, self.chunks)))
         kx = Signal(range(max(2, k)))
         ky = Signal(range(max(2, k)))
@@ -134,7 +136,10 @@ class WindowUnit(wiring.Component):
             row_ok = ~(((ky == 0) & (y == 0)) | ((ky == 2) & (y == H - 1)))
             col_ok = ~(((kx == 0) & (x == 0)) | ((kx == 2) & (x == W - 1)))
             m.d.comb += inside.eq(row_ok & col_ok)
-        m.d.comb += [rp.en.eq(advance), rp.addr.eq((rd_base + pix + koff)[:abits])]
+        # (cptr + koff) mod depth, both operands < depth
+        asum = Signal(abits + 1)
+        m.d.comb += [asum.eq(cptr + koff), rp.en.eq(advance),
+                     rp.addr.eq(Mux(asum >= depth, asum - depth, asum)[:abits])]
 
         with m.If(advance):
             m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
@@ -157,11 +162,12 @@ class WindowUnit(wiring.Component):
                     with m.If(last_ky):
                         m.d.sync += nfc.eq(Mux(last_nf, 0, nfc + 1))
                         with m.If(last_nf):
-                            m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1)]
+                            m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1),
+                                         cptr.eq(Mux(cptr == depth - 1, 0, cptr + 1))]
                             with m.If(last_x):
                                 m.d.sync += y.eq(Mux(last_y, 0, y + 1))
                             with m.If(last_y & last_x):
-                                m.d.sync += [pix.eq(0), rd_base.eq(rd_base + (hw % depth))]
+                                m.d.sync += pix.eq(0)
         m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
 
         # ---- output: memory read data (held while stalled), duplicated, chunk-selected

@@ -44,9 +44,22 @@ def test_pipeline_model_rejects_bad_folding(small_art):
                                            "conv4": (1, 1)}))
 
 
-def test_window_depth_power_of_two():
-    assert window_depth(3, 5) == 16          # 2*5 + 4 = 14 -> 16
-    assert window_depth(1, 100) == 2         # k=1: the pixel being read + one being written
+def test_window_depth():
+    # minimum (k-1)*W + k + 1, plus ceil(W/2) + 8 slack for bursty upstreams; no rounding
+    assert window_depth(3, 5) == 14 + 3 + 8
+    assert window_depth(1, 100) == 2 + 50 + 8
+    assert window_depth(3, 13) == 30 + 7 + 8     # dupnet-tinier-yolo conv6/conv7
+
+
+def test_buffer_bits_are_the_instantiated_line_buffers(small_art):
+    from dupnet.hw.top import DupNetAccelerator
+    f = Folding({"conv1": (1, 1), "conv2": (8, 2), "conv3": (4, 8), "conv4": (6, 8)})
+    pm = pipeline_model(small_art, f)
+    from amaranth.hdl import Fragment
+    dut = DupNetAccelerator(small_art, f)
+    Fragment.get(dut, None)             # elaborated (the line buffers exist)
+    for name, win in dut.windows.items():
+        assert pm.layer(name).buffer_bits == win.depth * win.channels * win.bits
 
 
 def test_finn_model_known_value():

@@ -85,3 +85,52 @@ def test_auto_folding_lut_budget(small_cfg):
     assert pm.cycles_per_frame <= small_budget.cycles_per_frame
     assert pipeline_model(small_cfg, big).cycles_per_frame <= pm.cycles_per_frame
     json.dumps(pm.to_json())
+
+
+def test_auto_folding_demo_below_kernel_floor_names_the_layer():
+    """dupnet-demo at 32768 cycles/frame: conv1 (64x64, k=3) needs 64*64*9 = 36864 even
+    fully unfolded (one kernel position per cycle) -> a FoldingError naming conv1, not a bare
+    AssertionError; 36864 itself works."""
+    from dupnet.sw.config import load_config
+    cfg = load_config("dupnet-demo")
+    with pytest.raises(FoldingError, match=r"conv1.*36864"):
+        auto_folding(cfg, target_cycles=32768)
+    f = auto_folding(cfg, target_cycles=36864)
+    assert pipeline_model(cfg, f).cycles_per_frame <= 36864
+
+
+def test_auto_folding_every_target_folds_or_says_why(small_cfg):
+    """Around every reachable per-layer cycle count: a folding that meets the target, or a
+    FoldingError (never another exception)."""
+    from dupnet.hw.analytic import layer_model
+    from dupnet.hw.folding import folding_candidates
+    from dupnet.sw.config import conv_geometries, load_config
+    for cfg in (small_cfg, load_config("dupnet-demo")):
+        cycles = sorted({layer_model(g, pe, s).cycles_per_frame for g in conv_geometries(cfg)
+                         for pe, s in folding_candidates(g)})
+        for t in sorted({c + d for c in cycles for d in (-1, 0)}):
+            try:
+                f = auto_folding(cfg, target_cycles=t)
+            except FoldingError as e:
+                assert "impossible" in str(e)
+                continue
+            assert pipeline_model(cfg, f).cycles_per_frame <= t
+        for budget in (1, 10**3, 10**4, 10**5, 10**6):
+            try:
+                f = auto_folding(cfg, lut_budget=budget)
+            except FoldingError as e:
+                assert "impossible" in str(e)
+                continue
+            assert pipeline_model(cfg, f).lut_estimate <= budget
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"target_cycles": 10**6, "pixels_per_beat": 0}, "pixels_per_beat"),
+    ({"target_cycles": 10**6, "pixels_per_beat": 5}, "pixels_per_beat"),
+    ({"target_cycles": 0}, "positive integer"),
+    ({"target_cycles": 1.5}, "positive integer"),
+    ({"lut_budget": -3}, "positive integer"),
+])
+def test_auto_folding_bad_arguments(small_cfg, kw, match):
+    with pytest.raises(FoldingError, match=match):
+        auto_folding(small_cfg, **kw)

@@ -4,6 +4,7 @@ import random
 import numpy as np
 import pytest
 
+from dupnet.hw.analytic import window_depth
 from dupnet.hw.reference import pack_lanes, pixel_beats, unpack_lanes, window_chunks
 from dupnet.hw.stream_sim import get_n, put_all, run_sim
 from dupnet.hw.window import WindowUnit
@@ -42,6 +43,15 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
 ])
 def test_window(h, w, c, bits, k, simd, x_dup, repeat):
     run_window(h, w, c, bits, k, simd, x_dup, repeat)
+
+
+@pytest.mark.parametrize("h,w,k", [(5, 7, 3), (3, 5, 1)])
+def test_window_wraps_a_non_power_of_two_buffer(h, w, k):
+    """The line buffer is exactly window_depth pixels (not a power of two): frames whose size
+    is no multiple of the depth wrap the addresses at a different place every frame."""
+    depth = window_depth(k, w)
+    assert depth & (depth - 1) and (h * w) % depth
+    run_window(h, w, 2, 2, k, 2, frames=4, stall=0.2, seed=h + w + k)
 
 
 def test_window_no_stall_full_rate():

@@ -161,9 +161,6 @@ def test_demo_bit_exact_with_builtin_images(sim_row):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="hw: the stride-1 pool4 flush starves the bottleneck "
-                   "conv5 at frame boundaries (+6.3% cycles/frame vs the analytic model); "
-                   "see docs/verification.md")
 def test_demo_timing():
     from dupnet.hw.folding import auto_folding
     from dupnet.sim.images import builtin_images
