@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 import sys
 import tempfile
 import time

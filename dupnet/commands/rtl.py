@@ -42,7 +42,6 @@ def add_arguments(p):
 
 
 def run(args):
-    import json
     import time
 
     from dupnet.errors import DupnetError

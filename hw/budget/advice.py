@@ -48,7 +48,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
         msgs.append("No network config with this design: folding advice needs it.")
         return msgs
     from dupnet.hw.analytic import layer_model, pipeline_model
-    from dupnet.hw.folding import Folding, FoldingError, auto_folding, folding_candidates
+    from dupnet.hw.folding import FoldingError, auto_folding, folding_candidates
     geoms = {g.name: g for g in network_geometry(cfg)}
     # how far the analytic model is off on this device, so the advice uses measured scale
     est_now = estimate_on(design.model, geoms, d, calib)

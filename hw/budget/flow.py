@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from dupnet.sw.artifact import atomic_write_bytes
 
 from .devices import RESOURCES, Device
-from .parsers import (PnrResult, YosysStat, parse_nextpnr_log, parse_nextpnr_report,
+from .parsers import (PnrResult, parse_nextpnr_log, parse_nextpnr_report,
                       parse_stat_json, parse_stat_text, yosys_errors)
 from .tools import Progress, ToolError, run_tool, tool_versions
 

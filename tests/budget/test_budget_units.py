@@ -1,7 +1,6 @@
 """Fit/headroom arithmetic, the device list, memory mapping, calibration fit, module->layer
 mapping and rendering (no tools run)."""
 import json
-import math
 
 import numpy as np
 import pytest

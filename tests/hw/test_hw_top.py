@@ -94,7 +94,6 @@ def test_bad_pixels_per_beat(small_art):
 
 def test_measured_cycles_per_frame_match_model(small_art):
     """Back-to-back frames without stalls: the frame interval equals the analytic bottleneck."""
-    from amaranth.sim import Simulator
 
     from dupnet.hw.analytic import pipeline_model
     folding = FOLDINGS["serial"]
