@@ -225,7 +225,8 @@ def _step_simulate(ctx: _Ctx) -> dict[str, Any]:
     lines += [f"note: {n}" for n in tc.notes]
     atomic_write_bytes(sim_dir / "summary.log", ("\n".join(log_lines + lines) + "\n").encode())
     if not res.ok:
-        raise FlowError("RTL output differs from the golden model:\n" + res.describe_failure())
+        raise FlowError("the RTL simulation failed (a mismatch with the golden model, or a "
+                        "testbench error):\n" + res.describe_failure())
     rtl_out = res.run_dir / "rtl_output.npy"
     if not rtl_out.exists():
         raise FlowError(f"the simulation did not leave the captured output words {rtl_out}")

@@ -187,7 +187,7 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
         raise ValueError("the reset scenario needs at least 2 frames")
     if model is None:
         model = build_model(verilog, top, design_hash, waves=waves, log=log)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(top)
+    run_dir = Path(run_dir).resolve() if run_dir else new_run_dir(top)   # cocotb runs elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
     np.save(run_dir / "images.npy", images.astype(np.int64))
     streams = []

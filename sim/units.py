@@ -245,7 +245,7 @@ def run_unit_bench(variants: Sequence[UnitVariant], stalls: Sequence[StallSpec] 
         raise ValueError(f"variant names must be unique identifiers: {names}")
     verilog = wrapper_verilog(variants, name=f"{tag}_bench")
     model = build_model(verilog, f"{tag}_bench", waves=waves, log=log)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(tag)
+    run_dir = Path(run_dir).resolve() if run_dir else new_run_dir(tag)   # cocotb runs elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
     jv = []
     for k, v in enumerate(variants):

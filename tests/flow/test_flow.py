@@ -58,8 +58,9 @@ def _opts(tmp_path, **kw):
     return FlowOptions(**base)
 
 
-def test_flow_end_to_end_resume_and_consistency(tmp_path):
-    opts = _opts(tmp_path)
+def test_flow_end_to_end_resume_and_consistency(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                 # a relative run folder, as `make demo` uses
+    opts = _opts(tmp_path, out="run")
     # interrupted after the export: the next invocation resumes from there
     state = run_flow(opts, only_until="export")
     assert [s for s in state["steps"]] == ["train", "evaluate", "export"]
