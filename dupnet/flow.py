@@ -171,16 +171,13 @@ def _step_equivalence(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _step_rtl(ctx: _Ctx) -> dict[str, Any]:
-    from .hw.folding import auto_folding, load_folding
+    from .hw.folding import choose_folding
     from .hw.generate import generate_verilog, write_design
     from .hw.lint import lint_verilog
     art = ctx.artifact()
     o = ctx.opts
-    if o.folding:
-        folding = load_folding(o.folding)
-    else:
-        target = int(o.clock_mhz * 1e6 / o.target_fps)
-        folding = auto_folding(art.config, target_cycles=target)
+    folding, _ = choose_folding(art.config, o.folding,
+                                target_cycles=int(o.clock_mhz * 1e6 / o.target_fps))
     design = generate_verilog(art, folding)
     out = ctx.run / "rtl"
     write_design(design, out)

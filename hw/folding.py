@@ -258,3 +258,32 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     if f is None:          # unreachable: targets[lo] was checked to fit; never a bare assert
         raise FoldingError(f"LUT budget of {lut_budget}: no folding found")
     return f
+
+
+# The default performance target of `dupnet rtl`, `report` and `sim` when no folding is given.
+DEFAULT_FPS = 30
+DEFAULT_CLOCK_HZ = 100_000_000
+
+
+def choose_folding(config: NetworkConfig, folding_file: str | Path | None = None,
+                   target_cycles: int | None = None, lut_budget: int | None = None,
+                   preadd: bool = True, pixels_per_beat: int = 1) -> tuple[Folding, str]:
+    """The folding the command-line tools use, and a line saying how it was chosen.
+
+    A folding file wins; else ``auto_folding`` for ``lut_budget``; else for ``target_cycles``
+    (default: ``DEFAULT_FPS`` frames/s at ``DEFAULT_CLOCK_HZ``).
+    """
+    if folding_file:
+        return load_folding(folding_file, config), f"folding file {folding_file}"
+    if lut_budget is not None:
+        return (auto_folding(config, lut_budget=lut_budget, preadd=preadd,
+                             pixels_per_beat=pixels_per_beat),
+                f"auto folding for a LUT budget of {lut_budget}")
+    if target_cycles is None:
+        target = DEFAULT_CLOCK_HZ // DEFAULT_FPS
+        how = f"auto folding for {DEFAULT_FPS} frames/s at 100 MHz ({target} cycles)"
+    else:
+        target, how = target_cycles, f"auto folding for {target_cycles} cycles/frame"
+    return (auto_folding(config, target_cycles=target, preadd=preadd,
+                         pixels_per_beat=pixels_per_beat), how)
+

@@ -32,7 +32,7 @@ def _say(*a):
 
 
 def bench_big(threads: int, opt: str) -> dict:
-    from dupnet.commands.rtl import DEFAULT_CLOCK_HZ, DEFAULT_FPS
+    from dupnet.hw.folding import DEFAULT_CLOCK_HZ, DEFAULT_FPS
     from dupnet.hw.folding import auto_folding
     from dupnet.sim.cppdriver import build_cpp_model, run_cpp
     from dupnet.sim.design import check_timing, generate_cached, network_streams

@@ -24,8 +24,6 @@ examples:
   dupnet report build/rtl --target ecp5-25f -o build/report     # a `dupnet rtl` directory
 """
 
-DEFAULT_FPS = 30
-DEFAULT_CLOCK_HZ = 100_000_000
 
 
 def add_arguments(p):
@@ -96,7 +94,7 @@ def _load_design(args, devices):
             f"design from {summaries[0]}"
 
     from dupnet.hw.budget.report import design_input_from_generated
-    from dupnet.hw.folding import auto_folding, load_folding
+    from dupnet.hw.folding import choose_folding
     from dupnet.sw.artifact import Artifact
     try:
         from dupnet.hw.generate import generate_verilog
@@ -105,18 +103,8 @@ def _load_design(args, devices):
             from None
     art = Artifact.load(args.artifact)
     cfg = art.config
-    if args.folding:
-        folding = load_folding(args.folding, cfg)
-        how = f"folding file {args.folding}"
-    elif args.lut_budget is not None:
-        folding = auto_folding(cfg, lut_budget=args.lut_budget,
-                               pixels_per_beat=args.pixels_per_beat)
-        how = f"auto folding for a LUT budget of {args.lut_budget}"
-    else:
-        target = args.target_cycles or DEFAULT_CLOCK_HZ // DEFAULT_FPS
-        how = (f"auto folding for {target} cycles/frame" if args.target_cycles else
-               f"auto folding for {DEFAULT_FPS} frames/s at 100 MHz ({target} cycles)")
-        folding = auto_folding(cfg, target_cycles=target, pixels_per_beat=args.pixels_per_beat)
+    folding, how = choose_folding(cfg, args.folding, args.target_cycles, args.lut_budget,
+                                  pixels_per_beat=args.pixels_per_beat)
     gen = generate_verilog(art, folding, pixels_per_beat=args.pixels_per_beat)
     return design_input_from_generated(gen, art, gen.folding), how
 

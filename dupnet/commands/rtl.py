@@ -15,8 +15,6 @@ examples:
   dupnet rtl build/demo-random.dupnet --lut-budget 20000 --lint -o build/rtl
 """
 
-DEFAULT_FPS = 30
-DEFAULT_CLOCK_HZ = 100_000_000
 
 
 def add_arguments(p):
@@ -45,30 +43,15 @@ def run(args):
     import time
 
     from dupnet.errors import DupnetError
-    from dupnet.hw.folding import auto_folding, load_folding
+    from dupnet.hw.folding import choose_folding
     from dupnet.hw.generate import generate_verilog, write_design
     from dupnet.sw.artifact import Artifact
 
     art = Artifact.load(args.artifact)
     cfg = art.config
-    if args.folding:
-        folding = load_folding(args.folding, cfg)
-        how = f"folding file {args.folding}"
-    else:
-        preadd = True if args.preadd is None else args.preadd
-        if args.lut_budget is not None:
-            folding = auto_folding(cfg, lut_budget=args.lut_budget, preadd=preadd,
-                                   pixels_per_beat=args.pixels_per_beat)
-            how = f"auto folding for a LUT budget of {args.lut_budget}"
-        else:
-            target = args.target_cycles
-            if target is None:
-                target = DEFAULT_CLOCK_HZ // DEFAULT_FPS
-                how = f"auto folding for {DEFAULT_FPS} frames/s at 100 MHz ({target} cycles)"
-            else:
-                how = f"auto folding for {target} cycles/frame"
-            folding = auto_folding(cfg, target_cycles=target, preadd=preadd,
-                                   pixels_per_beat=args.pixels_per_beat)
+    folding, how = choose_folding(cfg, args.folding, args.target_cycles, args.lut_budget,
+                                  preadd=True if args.preadd is None else args.preadd,
+                                  pixels_per_beat=args.pixels_per_beat)
     if args.preadd is not None:
         folding.preadd = args.preadd
     t0 = time.perf_counter()

@@ -56,7 +56,7 @@ def run(args):
 
     import numpy as np
 
-    from dupnet.hw.folding import auto_folding, load_folding
+    from dupnet.hw.folding import choose_folding
     from dupnet.sim.design import check_timing, simulate_artifact
     from dupnet.sim.images import builtin_images, load_image_file, random_images
     from dupnet.sim.toolchain import find_toolchain
@@ -70,14 +70,8 @@ def run(args):
         raise _err(f"--stall must be in [0, 1), got {args.stall}")
     art = Artifact.load(args.artifact)
     cfg = art.config
-    if args.folding:
-        folding = load_folding(args.folding, cfg)
-        how = f"folding {args.folding}"
-    else:
-        from dupnet.commands.rtl import DEFAULT_CLOCK_HZ, DEFAULT_FPS
-        target = args.target_cycles or DEFAULT_CLOCK_HZ // DEFAULT_FPS
-        folding = auto_folding(cfg, target_cycles=target, pixels_per_beat=args.pixels_per_beat)
-        how = f"auto folding for {target} cycles/frame"
+    folding, how = choose_folding(cfg, args.folding, args.target_cycles,
+                                  pixels_per_beat=args.pixels_per_beat)
     if args.image:
         images = load_image_file(args.image, cfg)[None]
         what = args.image
