@@ -72,6 +72,28 @@ def run_top(art, folding, frames=2, ppb=1, stall=0.25, seed=0, max_cycles=200_00
     return dut
 
 
+def frame_end_cycles(dut, imgs, max_cycles):
+    """Cycle of each frame's last output beat, the images streamed back to back, no stalls."""
+    last_bit = len(dut.o.payload) - 1
+    ends = []
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, image_beats(imgs))
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            cycle += 1
+            if valid and (payload >> last_bit) & 1:
+                ends.append(cycle)
+                if len(ends) == len(imgs):
+                    return
+
+    run_sim(dut, [producer], [consumer], max_cycles=max_cycles)
+    return ends
+
+
 @pytest.mark.parametrize("fold", ["mixed", "serial"])
 def test_pipeline_matches_golden(small_art, fold):
     run_top(small_art, FOLDINGS[fold], frames=2, seed=hash(fold) % 100)
@@ -103,23 +125,7 @@ def test_measured_cycles_per_frame_match_model(small_art):
     imgs = np.random.default_rng(9).integers(0, 256, size=(frames, cfg.input_height,
                                                            cfg.input_width, cfg.input_channels))
     dut = DupNetAccelerator(small_art, folding)
-    last_bit = len(dut.o.payload) - 1
-    ends = []
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, image_beats(imgs))
-
-    async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
-        cycle = 0
-        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
-            cycle += 1
-            if valid and (payload >> last_bit) & 1:
-                ends.append(cycle)
-                if len(ends) == frames:
-                    return
-
-    run_sim(dut, [producer], [consumer], max_cycles=frames * model.cycles_per_frame * 3)
+    ends = frame_end_cycles(dut, imgs, max_cycles=frames * model.cycles_per_frame * 3)
     intervals = np.diff(ends)
     assert len(ends) == frames
     for iv in intervals:
@@ -170,23 +176,7 @@ def test_frame_boundaries_do_not_starve_the_bottleneck(case):
     frames = 4
     imgs = np.random.default_rng(9).integers(0, 256, size=(frames, 12, 12, 1))
     dut = DupNetAccelerator(art, fold)
-    last_bit = len(dut.o.payload) - 1
-    ends = []
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, image_beats(imgs))
-
-    async def consumer(ctx):
-        ctx.set(dut.o.ready, 1)
-        cycle = 0
-        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
-            cycle += 1
-            if valid and (payload >> last_bit) & 1:
-                ends.append(cycle)
-                if len(ends) == frames:
-                    return
-
-    run_sim(dut, [producer], [consumer], max_cycles=frames * model.cycles_per_frame * 3)
+    ends = frame_end_cycles(dut, imgs, max_cycles=frames * model.cycles_per_frame * 3)
     assert list(np.diff(ends)[1:]) == [model.cycles_per_frame] * (frames - 2), \
         (np.diff(ends), model.cycles_per_frame)
 
