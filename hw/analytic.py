@@ -9,9 +9,11 @@ Per conv layer with folding (PE, SIMD)::
     nf = C_out/PE               neuron folds per output pixel
     cycles_per_frame = H*W*sf*nf
 
-The LUT/FF estimates model the micro-architecture of :mod:`dupnet.hw.mvtu` (AND-gated unsigned
-adder trees per PE, a shared input-sum tree, ``acc = 2*S - T``), the window unit and the
-adapters, for LUT6 devices. They are estimates: ``scripts/bench_hw.py`` and the budget reports
+The LUT/FF estimates model the micro-architecture of :mod:`dupnet.hw.mvtu` (per arithmetic: the
+default ``"xnor"`` LUT6 bit-heap compressor per PE counted by
+:func:`dupnet.hw.compressor.compressor_luts`, or the ``"gated"`` carry-chain adder trees with a
+shared input-sum tree and ``acc = 2*S - T``), the window unit and the adapters, for LUT6
+devices. They are estimates: ``scripts/bench_hw.py`` and the budget reports
 put Yosys figures beside them.
 """
 from __future__ import annotations
@@ -23,9 +25,16 @@ from typing import Any
 from dupnet.sw.config import (ConvGeometry, NetworkConfig, PoolGeometry, ceil_div,
                               network_geometry)
 
-__all__ = ["LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
+#: MVTU datapath arithmetics (docs/hardware.md): ``"xnor"`` offset form with a LUT6 bit-heap
+#: compressor (the default), ``"gated"`` AND-gated carry-chain adder trees with ``2*S - T``,
+#: ``"addsub"`` the naive signed add/sub tree (the LUT benchmark's baseline)
+ARITHMETICS = ("xnor", "gated", "addsub")
+DEFAULT_ARITH = ARITHMETICS[0]
+
+__all__ = ["ARITHMETICS", "DEFAULT_ARITH", "LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
            "window_depth", "adder_tree_luts", "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ",
-           "weight_rom_shape", "pool_rowbuf_depth", "PIPELINE_DEPTH",
+           "weight_rom_shape", "offset_threshold_bits", "threshold_rom_shape",
+           "preadd_term_bits", "pool_rowbuf_depth", "PIPELINE_DEPTH",
            "WINDOW_SLACK_PIXELS"]
 
 REFERENCE_CLOCK_HZ = 100_000_000
@@ -63,6 +72,12 @@ def weight_rom_shape(g: ConvGeometry, pe: int, simd: int) -> tuple[int, int]:
     width = simd // g.w_dup if simd % g.w_dup == 0 else 1
     depth = (g.out_channels // pe) * g.k * g.k * g.c_unique // width
     return width, depth
+
+
+def offset_threshold_bits(g: ConvGeometry) -> int:
+    """Bits of one threshold as the MVTU stores it: unsigned, on the offset sum
+    ``S' = acc + K`` and clamped to ``[0, acc_max + 1]`` (see :mod:`dupnet.hw.mvtu`)."""
+    return (g.acc_max + 1).bit_length()
 
 
 def adder_tree_luts(n: int, width: int) -> int:
@@ -127,6 +142,7 @@ class LayerModel:
     acc_bits: int | None = None
     is_last: bool = False
     preadd: bool | None = None
+    arith: str | None = None
     stride: int | None = None
 
     @property
@@ -160,8 +176,34 @@ def _check_conv_folding(g: ConvGeometry, pe: int, simd: int) -> None:
                            f"holds whole weight-sharing groups or lies inside one")
 
 
-def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> LayerModel:
+def threshold_rom_shape(g: ConvGeometry, pe: int, arith: str = DEFAULT_ARITH
+                        ) -> tuple[int, int] | None:
+    """``(depth, width)`` of an MVTU's threshold ROM (hidden layers: ``2^b - 1`` thresholds per
+    PE lane; ``"xnor"`` stores them offset, :func:`offset_threshold_bits` wide) or, for an
+    ``"xnor"`` last layer, of its offset ROM (``-K`` per lane, ``acc_bits`` wide); None when
+    there is none (one neuron fold: the values are constants)."""
+    nf = g.out_channels // pe
+    if nf == 1:
+        return None
+    if g.act_bits is None:
+        return (nf, pe * g.acc_bits) if arith == "xnor" else None
+    tb = offset_threshold_bits(g) if arith == "xnor" else g.threshold_bits
+    return nf, pe * g.n_thresholds * tb
+
+
+def preadd_term_bits(g: ConvGeometry, simd: int) -> int:
+    """Width of a pre-summed term: ``min(SIMD, w_dup)`` inputs of ``b`` bits added by a
+    balanced tree (one bit per level)."""
+    return g.in_bits + max(0, (min(simd, g.w_dup) - 1).bit_length())
+
+
+def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
+                arith: str = DEFAULT_ARITH) -> LayerModel:
     """Analytic model of one conv layer (window unit + MVTU + gather) at folding (PE, SIMD)."""
+    from .compressor import compressor_luts
+    if arith not in ARITHMETICS:
+        raise ValueError(f"arith must be one of {', '.join(map(repr, ARITHMETICS))}, "
+                         f"got {arith!r}")
     _check_conv_folding(g, pe, simd)
     kk = g.k * g.k
     sf = kk * g.c_dup // simd
@@ -169,20 +211,30 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> Lay
     cycles = g.height * g.width * sf * nf
     b = g.in_bits
     use_pre = preadd and g.w_dup > 1
+    acc = g.acc_bits
     # ---- LUTs
     if use_pre:
         groups = max(1, simd // g.w_dup)
-        gw = b + max(0, (min(simd, g.w_dup) - 1).bit_length())
+        gw = preadd_term_bits(g, simd)
         shared = adder_tree_luts(min(simd, g.w_dup), b) * groups
-        per_pe_tree = adder_tree_luts(groups, gw) + groups * gw * (1 if groups == 1 else 0)
+        terms, term_bits = groups, gw
     else:
         shared = 0
-        per_pe_tree = adder_tree_luts(simd, b) + (simd * b if simd == 1 else 0)
-    shared += adder_tree_luts(simd, b) + g.acc_bits          # T tree + T accumulator
-    acc = g.acc_bits
-    per_pe = per_pe_tree + acc + acc                           # S accumulator, 2S - T
+        terms, term_bits = simd, b
+    if arith == "xnor":
+        # compressor, accumulator; thresholds on S' (or the last layer's -K start)
+        per_pe = compressor_luts(terms, term_bits) + acc
+        thr_bits = offset_threshold_bits(g)
+    else:
+        if use_pre:
+            per_pe_tree = adder_tree_luts(terms, term_bits) + terms * term_bits * (terms == 1)
+        else:
+            per_pe_tree = adder_tree_luts(simd, b) + (simd * b if simd == 1 else 0)
+        shared += adder_tree_luts(simd, b) + acc          # T tree + T accumulator
+        per_pe = per_pe_tree + acc + acc                   # S accumulator, 2S - T
+        thr_bits = g.threshold_bits
     if g.act_bits is not None:
-        per_pe += g.n_thresholds * g.threshold_bits + g.act_bits * g.n_thresholds // 2
+        per_pe += g.n_thresholds * thr_bits + g.act_bits * g.n_thresholds // 2
     chunks = g.c_dup // simd
     mux = simd * b * ceil_div(chunks, 4) if chunks > 1 else 0
     window_ctrl = 80 + 2 * max(1, (window_depth(g.k, g.width)).bit_length())
@@ -191,13 +243,15 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> Lay
     out_bits = g.out_bits
     ff = (simd * b               # MVTU input register
           + pe * (acc + 1)       # S accumulators
-          + 2 * acc              # T accumulator and its copy
+          + (2 * acc if arith != "xnor" else 0)    # T accumulator and its copy
           + pe * out_bits        # output register
           + simd * b             # window output register (memory read data)
           + 120)                 # counters and valid bits
     if not g.is_last and nf > 1:
         ff += 2 * g.out_channels * out_bits  # gather buffer + output register
-    thr_rom = g.threshold_storage_bits if nf > 1 else 0
+    # threshold ROM (hidden layers) or, xnor last layer, the per-neuron offset ROM (-K)
+    thr_rom = threshold_rom_shape(g, pe, arith)
+    thr_rom = thr_rom[0] * thr_rom[1] if thr_rom else 0
     depth = window_depth(g.k, g.width)
     return LayerModel(
         name=g.name, kind="conv", in_shape=(g.height, g.width, g.in_channels),
@@ -205,7 +259,7 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True) -> Lay
         threshold_rom_bits=thr_rom, buffer_bits=depth * g.in_channels * b,
         lut_estimate=int(luts), ff_estimate=int(ff), pe=pe, simd=simd, sf=sf, nf=nf,
         lanes=pe * simd, k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=b, out_bits=out_bits,
-        acc_bits=g.acc_bits, is_last=g.is_last, preadd=use_pre)
+        acc_bits=g.acc_bits, is_last=g.is_last, preadd=use_pre, arith=arith)
 
 
 def pool_model(g: PoolGeometry) -> LayerModel:
@@ -331,7 +385,7 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
     for g in network_geometry(cfg):
         if isinstance(g, ConvGeometry):
             pe, simd = folding[g.name]
-            layers.append(layer_model(g, pe, simd, preadd=preadd))
+            layers.append(layer_model(g, pe, simd, preadd=preadd, arith=folding.arith))
         else:
             layers.append(pool_model(g))
     input_cycles = hw_pixels // pixels_per_beat

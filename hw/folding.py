@@ -1,9 +1,10 @@
 """Folding: (PE, SIMD) per conv layer, from a file or chosen automatically.
 
 A folding file (TOML or JSON) has one table per conv layer, named by the layer's config
-name, and an optional top-level ``preadd`` flag::
+name, and optional top-level ``preadd`` and ``arith`` fields::
 
     preadd = true
+    arith = "xnor"      # MVTU datapath: "xnor" (default), "gated" or "addsub"
     [conv1]
     pe = 8
     simd = 6
@@ -22,6 +23,8 @@ from typing import Any, Iterator
 from dupnet.errors import DupnetError
 from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, network_geometry
 
+from .analytic import ARITHMETICS, DEFAULT_ARITH
+
 __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding", "auto_folding",
            "folding_candidates", "divisors", "min_layer_cycles"]
 
@@ -33,9 +36,11 @@ class FoldingError(DupnetError):
 @dataclass
 class Folding:
     """``layers``: conv layer name -> ``(pe, simd)``; ``preadd``: sum the inputs that share a
-    weight bit before gating (w_dup > 1 layers)."""
+    weight bit before gating (w_dup > 1 layers); ``arith``: the MVTU datapath arithmetic
+    (:data:`dupnet.hw.analytic.ARITHMETICS`)."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
+    arith: str = DEFAULT_ARITH
 
     def __getitem__(self, name: str) -> tuple[int, int]:
         return self.layers[name]
@@ -50,14 +55,15 @@ class Folding:
         return self.layers.items()
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"preadd": self.preadd}
+        d: dict[str, Any] = {"preadd": self.preadd, "arith": self.arith}
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
         return d
 
     def to_toml(self) -> str:
         lines = ["# DupNet folding: (PE, SIMD) per conv layer (docs/hardware.md)",
-                 f"preadd = {'true' if self.preadd else 'false'}", ""]
+                 f"preadd = {'true' if self.preadd else 'false'}", f'arith = "{self.arith}"',
+                 ""]
         for name, (pe, simd) in self.layers.items():
             lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", ""]
         return "\n".join(lines)
@@ -72,9 +78,13 @@ def _parse(data: Any, where: str) -> Folding:
     preadd = data.get("preadd", True)
     if not isinstance(preadd, bool):
         raise FoldingError(f"{where}: field 'preadd' must be true or false, got {preadd!r}")
+    arith = data.get("arith", DEFAULT_ARITH)
+    if arith not in ARITHMETICS:
+        raise FoldingError(f"{where}: field 'arith' must be one of "
+                           f"{', '.join(map(repr, ARITHMETICS))}, got {arith!r}")
     layers: dict[str, tuple[int, int]] = {}
     for name, entry in data.items():
-        if name == "preadd":
+        if name in ("preadd", "arith"):
             continue
         lw = f"{where}: layer {name!r}"
         if not isinstance(entry, dict):
@@ -92,7 +102,7 @@ def _parse(data: Any, where: str) -> Folding:
                 raise FoldingError(f"{lw}: field '{f}' must be a positive integer, got {v!r}")
             vals.append(v)
         layers[name] = (vals[0], vals[1])
-    return Folding(layers, preadd=preadd)
+    return Folding(layers, preadd=preadd, arith=arith)
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -147,11 +157,11 @@ def folding_candidates(g: ConvGeometry) -> list[tuple[int, int]]:
     return [(pe, s) for pe in divisors(g.out_channels) for s in simds]
 
 
-def _best_for_target(g: ConvGeometry, target: int, preadd: bool):
+def _best_for_target(g: ConvGeometry, target: int, preadd: bool, arith: str):
     from .analytic import layer_model
     best = None
     for pe, simd in folding_candidates(g):
-        m = layer_model(g, pe, simd, preadd=preadd)
+        m = layer_model(g, pe, simd, preadd=preadd, arith=arith)
         if m.cycles_per_frame > target:
             continue
         key = (m.lut_estimate, m.lanes, m.cycles_per_frame, pe)
@@ -182,7 +192,7 @@ def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int,
 
 def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
                  lut_budget: int | None = None, preadd: bool = True,
-                 pixels_per_beat: int = 1) -> Folding:
+                 pixels_per_beat: int = 1, arith: str = DEFAULT_ARITH) -> Folding:
     """A balanced folding.
 
     ``target_cycles``: every layer at most this many cycles/frame, each with the smallest LUT
@@ -204,11 +214,11 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     def for_target(t: int) -> Folding | None:
         layers = {}
         for g in geoms:
-            b = _best_for_target(g, t, preadd)
+            b = _best_for_target(g, t, preadd, arith)
             if b is None:
                 return None
             layers[g.name] = b[1]
-        return Folding(layers, preadd=preadd)
+        return Folding(layers, preadd=preadd, arith=arith)
 
     if target_cycles is not None:
         if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) \

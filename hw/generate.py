@@ -98,6 +98,7 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
             "rom_bits_instantiated": top.rom_bits_instantiated,
             "unique_weight_bits": sum(g.unique_weight_bits for g in artifact.geometries),
             "pixels_per_beat": pixels_per_beat, "probes": probes, "preadd": top.preadd,
+            "arith": folding.arith,
             "ports": ports,
             "output": {"pe": out["pe"], "acc_bits": out["acc_bits"],
                        "last_bit": out["last_bit"], "beats_per_pixel": out["beats_per_pixel"]},

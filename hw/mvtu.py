@@ -5,10 +5,24 @@ its word is ``max(1, SIMD/w_dup)`` bits wide and every stored bit is broadcast t
 input lanes (or all ``SIMD`` lanes when ``SIMD < w_dup``) that share it. The sum over the
 instantiated ROMs equals ``ConvGeometry.unique_weight_bits`` exactly.
 
-Arithmetic: with weights in {-1, +1}, ``sum(w*x) = 2*S - T`` where ``S`` is the sum of the
-inputs whose weight bit is 1 (per PE: AND gates and an unsigned adder tree) and ``T`` the sum of
-all inputs (one tree shared by every PE). With ``preadd`` the ``w_dup`` inputs sharing a bit are
-summed once (shared by all PEs) and each stored bit gates one pre-summed value.
+Arithmetic (``arith``), with weights in {-1, +1} and unsigned ``b``-bit inputs:
+
+* ``"xnor"`` (default): offset form. A term ``w*x`` is computed as ``w ? x : ~x`` (bitwise
+  complement in ``b`` bits, i.e. ``x XNOR w`` per bit), which is ``w*x + (2^b - 1)`` when
+  ``w = -1`` and ``w*x`` otherwise. Per PE the XNOR'd bits are summed by a LUT6 bit-heap
+  compressor (:mod:`dupnet.hw.compressor`) into ``S' = acc + K``, where the offset
+  ``K = (2^b - 1) * (number of -1 weights the neuron applies)`` is a constant of the neuron.
+  Hidden layers compare ``S'`` with thresholds shifted by ``K`` (unsigned, clamped to
+  ``[0, acc_max + 1]``, so the comparison is the same); the last layer starts its accumulator
+  at ``-K``. No all-input sum and no ``2S - T`` subtraction are needed.
+* ``"gated"``: ``sum(w*x) = 2*S - T`` where ``S`` is the sum of the inputs whose weight bit is 1
+  (AND gates and an unsigned carry-chain adder tree per PE) and ``T`` the sum of all inputs (one
+  tree shared by every PE).
+* ``"addsub"``: the naive signed tree of ``+x``/``-x`` per lane (the LUT benchmark's baseline).
+
+With ``preadd`` the ``w_dup`` inputs sharing a bit are summed once (shared by all PEs) and each
+stored bit applies to one pre-summed value (in ``"xnor"``: the complement is over the pre-sum's
+width, and ``K`` counts that width).
 """
 from __future__ import annotations
 
@@ -20,7 +34,8 @@ from amaranth.lib.wiring import In, Out
 
 from dupnet.sw.config import ConvGeometry
 
-from .analytic import weight_rom_shape
+from .analytic import ARITHMETICS, DEFAULT_ARITH, offset_threshold_bits, weight_rom_shape
+from .compressor import compress_heap, heap_of_terms
 
 __all__ = ["MVTU", "adder_tree", "weight_rom_images"]
 
@@ -70,9 +85,10 @@ class MVTU(wiring.Component):
     preadd : bool
         Pre-add the inputs sharing a weight bit (only matters when w_dup > 1).
     arith : str
-        ``"gated"`` (default): ``acc = 2*S - T`` with AND-gated unsigned trees. ``"addsub"``:
-        the naive signed tree of ``+x``/``-x`` per lane (the reference the LUT benchmark
-        compares against).
+        Datapath arithmetic, one of :data:`dupnet.hw.analytic.ARITHMETICS` (see the module
+        docstring): ``"xnor"``
+        (default, offset form and a LUT6 compressor), ``"gated"`` (``2*S - T`` with carry-chain
+        adder trees) or ``"addsub"`` (the naive signed tree the LUT benchmark compares with).
     frame_beats : int or None
         For the last layer: output beats per frame; the beat that ends a frame has ``last``
         set. None: the payload has no ``last`` bit (hidden layers).
@@ -92,9 +108,10 @@ class MVTU(wiring.Component):
 
     def __init__(self, geometry: ConvGeometry, weights: np.ndarray, thresholds, pe: int,
                  simd: int, preadd: bool = True, frame_beats: int | None = None,
-                 arith: str = "gated"):
-        if arith not in ("gated", "addsub"):
-            raise ValueError(f"arith must be 'gated' or 'addsub', got {arith!r}")
+                 arith: str = DEFAULT_ARITH):
+        if arith not in ARITHMETICS:
+            raise ValueError(f"arith must be one of {', '.join(map(repr, ARITHMETICS))}, "
+                             f"got {arith!r}")
         self.arith = arith
         g = geometry
         where = f"layer {g.index} ({g.name})"
@@ -123,6 +140,8 @@ class MVTU(wiring.Component):
         self.weight_roms = [Memory(shape=unsigned(self.rom_width), depth=self.rom_depth,
                                    init=img) for img in self.rom_images]
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.int64)
+        #: -1 weights per neuron among its stored (unique) bits
+        self.neg_unique = (w.reshape(g.out_channels, -1) <= 0).sum(axis=1).astype(np.int64)
         if g.act_bits is None:
             out_w = pe * g.acc_bits + (1 if frame_beats is not None else 0)
         else:
@@ -182,59 +201,88 @@ class MVTU(wiring.Component):
             m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload), first1.eq(sfc == 0),
                          last1.eq(sfc == self.sf - 1), nf1.eq(nfc)]
 
-        # ---- stage 1: gated sums, accumulate
+        # ---- stage 1: per-PE chunk sums, accumulate
         xs = [x1[l * b:(l + 1) * b] for l in range(SIMD)]
+        gsize = min(SIMD, g.w_dup) if self.preadd else 1
         if self.preadd:
-            gsize = min(SIMD, g.w_dup)
             groups = [adder_tree(xs[u * gsize:(u + 1) * gsize]) for u in range(SIMD // gsize)]
             pre = []
             for u, s in enumerate(groups):
                 sig = Signal(s.shape(), name=f"pre{u}")
                 m.d.comb += sig.eq(s)
                 pre.append(sig)
-            t_sum = adder_tree(pre)
+            lanes = pre
         else:
-            t_sum = adder_tree(xs)
-        t_chunk = Signal(t_sum.shape(), name="t_chunk")
-        m.d.comb += t_chunk.eq(t_sum)
-        S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
-        T = Signal(sbits)
-        for p in range(PE):
+            lanes = xs
+        term_bits = len(lanes[0])
+
+        def lane_bit(p, u):
+            """Weight bit of term ``u`` of PE ``p`` (broadcast to the lanes sharing it)."""
             wbits = rports[p].data
             if self.preadd:
-                gated = [Mux(wbits[u], pre[u], 0) for u in range(len(pre))]
+                return wbits[u]
+            return wbits[u // g.w_dup if SIMD >= g.w_dup else 0]
+
+        xnor = self.arith == "xnor"
+        if xnor:
+            # K per neuron: every stored -1 bit is applied w_dup/gsize times to a term of
+            # term_bits bits, each adding 2^term_bits - 1 to S'
+            offsets = (self.neg_unique * (g.w_dup // gsize) * ((1 << term_bits) - 1)).tolist()
+            assert all(0 <= k <= g.acc_max for k in offsets)
+        S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
+        T = Signal(sbits)
+        init = [Const(0, 1)] * PE
+        if xnor and g.act_bits is None:
+            # last layer: the accumulator starts at -K of the neuron in the pipeline
+            S = [Signal(signed(acc_bits), name=f"acc_r{p}") for p in range(PE)]
+            if self.nf == 1:
+                init = [Const(-offsets[p], signed(acc_bits)) for p in range(PE)]
             else:
-                gated = [Mux(wbits[l // g.w_dup if SIMD >= g.w_dup else 0], xs[l], 0)
-                         for l in range(SIMD)]
-            if self.arith == "addsub":
-                if self.preadd:
-                    terms = [Mux(wbits[u], pre[u], -pre[u]) for u in range(len(pre))]
-                else:
-                    terms = [Mux(wbits[l // g.w_dup if SIMD >= g.w_dup else 0], xs[l], -xs[l])
-                             for l in range(SIMD)]
+                kw = PE * acc_bits
+                words = [sum(((-offsets[n * PE + p]) & ((1 << acc_bits) - 1)) << (p * acc_bits)
+                             for p in range(PE)) for n in range(self.nf)]
+                m.submodules.k_rom = k_rom = Memory(shape=unsigned(kw), depth=self.nf,
+                                                    init=words)
+                krp = k_rom.read_port()
+                m.d.comb += [krp.addr.eq(nfc), krp.en.eq(~stall)]
+                init = [krp.data[p * acc_bits:(p + 1) * acc_bits].as_signed()
+                        for p in range(PE)]
+        if not xnor:
+            t_sum = adder_tree(lanes)
+            t_chunk = Signal(t_sum.shape(), name="t_chunk")
+            m.d.comb += t_chunk.eq(t_sum)
+        for p in range(PE):
+            if xnor:
+                terms = [(lanes[u], lane_bit(p, u)) for u in range(len(lanes))]
+                psum = Signal(sbits, name=f"psum{p}")
+                m.d.comb += psum.eq(compress_heap(m, heap_of_terms(terms), f"pe{p}"))
+            elif self.arith == "addsub":
+                terms = [Mux(lane_bit(p, u), lanes[u], -lanes[u]) for u in range(len(lanes))]
                 psum = Signal(signed(acc_bits), name=f"psum{p}")
                 m.d.comb += psum.eq(adder_tree(terms))
                 S[p] = Signal(signed(acc_bits), name=f"acc_r{p}")
             else:
+                gated = [Mux(lane_bit(p, u), lanes[u], 0) for u in range(len(lanes))]
                 psum = Signal(sbits, name=f"psum{p}")
                 m.d.comb += psum.eq(adder_tree(gated))
             with m.If(~stall & v1):
-                m.d.sync += S[p].eq(Mux(first1, 0, S[p]) + psum)
+                m.d.sync += S[p].eq(Mux(first1, init[p], S[p]) + psum)
         with m.If(~stall):
             m.d.sync += v2.eq(v1 & last1)
-            with m.If(v1):
-                m.d.sync += T.eq(Mux(first1, 0, T) + t_chunk)
+            if not xnor:
+                with m.If(v1):
+                    m.d.sync += T.eq(Mux(first1, 0, T) + t_chunk)
 
-        # ---- stage 2: acc = 2*S - T, thresholds, output register
+        # ---- stage 2: accumulators, thresholds, output register
         accs = []
         for p in range(PE):
-            two_s = Signal(signed(sbits + 2), name=f"two_s{p}")
-            a = Signal(signed(acc_bits), name=f"acc{p}")
-            if self.arith == "addsub":
-                m.d.comb += a.eq(S[p])
-            else:
+            if self.arith == "gated":
+                two_s = Signal(signed(sbits + 2), name=f"two_s{p}")
+                a = Signal(signed(acc_bits), name=f"acc{p}")
                 m.d.comb += [two_s.eq(S[p] * 2), a.eq(two_s - T)]
-            accs.append(a)
+                accs.append(a)
+            else:
+                accs.append(S[p])        # addsub: acc; xnor: acc (last layer) or S' = acc + K
         payload = Signal.like(self.o.payload)
         if g.act_bits is None:
             if self.frame_beats is not None:
@@ -247,27 +295,37 @@ class MVTU(wiring.Component):
             else:
                 m.d.comb += payload.eq(Cat(*accs))
         else:
-            nt, tb = g.n_thresholds, g.threshold_bits
+            nt = g.n_thresholds
             thr = self.thresholds
+            if xnor:
+                # thresholds on S' = acc + K, clamped to [0, acc_max + 1]: unsigned compares
+                tb = offset_threshold_bits(g)
+                thr = np.clip(thr + np.asarray(offsets, dtype=np.int64)[:, None], 0,
+                              g.acc_max + 1)
+                tshape = unsigned(tb)
+            else:
+                tb = g.threshold_bits
+                tshape = signed(tb)
             codes = []
             if self.nf == 1:
-                tvals = [[Const(int(thr[p, t]), signed(tb)) for t in range(nt)]
-                         for p in range(PE)]
+                tvals = [[Const(int(thr[p, t]), tshape) for t in range(nt)] for p in range(PE)]
             else:
                 word = PE * nt * tb
-                init = []
+                words = []
                 for n in range(self.nf):
                     v = 0
                     for p in range(PE):
                         for t in range(nt):
                             v |= (int(thr[n * PE + p, t]) & ((1 << tb) - 1)) << ((p * nt + t) * tb)
-                    init.append(v)
+                    words.append(v)
                 m.submodules.t_rom = t_rom = Memory(shape=unsigned(word), depth=self.nf,
-                                                    init=init)
+                                                    init=words)
                 trp = t_rom.read_port()
                 m.d.comb += [trp.addr.eq(nf1), trp.en.eq(~stall)]
-                tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb].as_signed()
-                          for t in range(nt)] for p in range(PE)]
+                tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
+                         for p in range(PE)]
+                if not xnor:
+                    tvals = [[v.as_signed() for v in row] for row in tvals]
             for p in range(PE):
                 code = Signal(g.act_bits, name=f"code{p}")
                 m.d.comb += code.eq(adder_tree([accs[p] >= tvals[p][t] for t in range(nt)]))

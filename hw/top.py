@@ -99,6 +99,7 @@ class DupNetAccelerator(wiring.Component):
                 win = WindowUnit(g.height, g.width, g.in_channels, g.in_bits, g.k, simd,
                                  x_dup=g.x_dup, repeat=nf, name=g.name)
                 mv = MVTU(g, p.weights, p.thresholds, pe, simd, preadd=self.preadd,
+                          arith=folding.arith,
                           frame_beats=(g.height * g.width * nf) if g.is_last else None)
                 self.windows[g.name], self.mvtus[g.name] = win, mv
                 self.units.append((g.name, "conv", mv))

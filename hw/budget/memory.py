@@ -48,16 +48,17 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
     if "memories" in layer:
         return [Memory(m["name"], int(m["depth"]), int(m["width"]), bool(m["rom"]))
                 for m in layer["memories"]]
-    from dupnet.hw.analytic import pool_rowbuf_depth, weight_rom_shape, window_depth
+    from dupnet.hw.analytic import (DEFAULT_ARITH, pool_rowbuf_depth, threshold_rom_shape,
+                                    weight_rom_shape, window_depth)
     out: list[Memory] = []
     if layer["kind"] == "conv" and isinstance(geometry, ConvGeometry):
         g = geometry
         pe, simd = int(layer["pe"]), int(layer["simd"])
         w, d = weight_rom_shape(g, pe, simd)
         out += [Memory(f"w_rom{p}", d, w, True) for p in range(pe)]
-        nf = g.out_channels // pe
-        if g.act_bits is not None and nf > 1:
-            out.append(Memory("t_rom", nf, pe * g.n_thresholds * g.threshold_bits, True))
+        t = threshold_rom_shape(g, pe, layer.get("arith", DEFAULT_ARITH))
+        if t is not None:
+            out.append(Memory("t_rom" if g.act_bits is not None else "k_rom", t[0], t[1], True))
         out.append(Memory("linebuf", window_depth(g.k, g.width), g.in_channels * g.in_bits,
                           False))
     elif layer["kind"] == "maxpool" and isinstance(geometry, PoolGeometry):

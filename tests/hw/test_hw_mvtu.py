@@ -21,7 +21,7 @@ def geom(k=3, h=2, w=2, c_in=4, c_out=4, w_dup=1, x_dup=1, in_bits=2, act_bits=2
 
 
 def run_mvtu(g, pe, simd, x=None, weights=None, thresholds=None, preadd=True, stall=0.3,
-             seed=0, frames=1, arith="gated"):
+             seed=0, frames=1, arith="xnor"):
     rng = np.random.default_rng(seed)
     if x is None:
         x = rng.integers(0, 1 << g.in_bits, size=(frames, g.height, g.width, g.in_channels))
@@ -72,9 +72,10 @@ def run_mvtu(g, pe, simd, x=None, weights=None, thresholds=None, preadd=True, st
 
 @pytest.mark.parametrize("w_dup", [1, 2, 4, 8])
 @pytest.mark.parametrize("preadd", [True, False])
-def test_w_dup(w_dup, preadd):
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_w_dup(w_dup, preadd, arith):
     g = geom(c_in=8, c_out=4, w_dup=w_dup)
-    run_mvtu(g, pe=2, simd=4, preadd=preadd, seed=w_dup)
+    run_mvtu(g, pe=2, simd=4, preadd=preadd, seed=w_dup, arith=arith)
 
 
 @pytest.mark.parametrize("w_dup,preadd", [(1, False), (4, True), (4, False)])
@@ -84,41 +85,46 @@ def test_addsub_reference_datapath(w_dup, preadd):
 
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (1, 8), (4, 1), (4, 8), (2, 2)])
-def test_pe_simd_extremes(pe, simd):
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_pe_simd_extremes(pe, simd, arith):
     g = geom(c_in=8, c_out=4, w_dup=2)
-    run_mvtu(g, pe=pe, simd=simd, seed=pe * 10 + simd)
+    run_mvtu(g, pe=pe, simd=simd, seed=pe * 10 + simd, arith=arith)
 
 
-def test_k1_xdup_last_layer():
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_k1_xdup_last_layer(arith):
     g = geom(k=1, h=3, w=3, c_in=3, c_out=6, x_dup=2, in_bits=2, act_bits=None)
-    run_mvtu(g, pe=3, simd=2, frames=2)
+    run_mvtu(g, pe=3, simd=2, frames=2, arith=arith)
 
 
-def test_thresholds_negative_zero_saturating():
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_thresholds_negative_zero_saturating(arith):
     g = geom(c_in=4, c_out=4, in_bits=2, act_bits=2)
     t = np.array([[g.threshold_min, g.threshold_min, g.threshold_min],   # always 3
                   [g.threshold_max, g.threshold_max, g.threshold_max],   # always 0
                   [-5, 0, 0],                                            # negative / zero / tie
                   [-1, 0, 1]])
-    run_mvtu(g, pe=2, simd=2, thresholds=t, seed=3)
+    run_mvtu(g, pe=2, simd=2, thresholds=t, seed=3, arith=arith)
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-def test_worst_case_accumulator(sign):
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_worst_case_accumulator(sign, arith):
     g = geom(k=3, h=3, w=3, c_in=4, c_out=2, in_bits=8, act_bits=None)
     x = np.full((1, 3, 3, 4), 255)
     w = np.full((2, 3, 3, 4), sign, dtype=np.int8)
-    acc = run_mvtu(g, pe=2, simd=4, x=x, weights=w, stall=0.1)
+    acc = run_mvtu(g, pe=2, simd=4, x=x, weights=w, stall=0.1, arith=arith)
     assert acc[0, 1, 1, 0] == sign * g.acc_max      # the centre pixel reaches the bound
 
 
-def test_worst_case_thresholds_at_bounds():
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_worst_case_thresholds_at_bounds(arith):
     g = geom(k=3, h=3, w=3, c_in=2, c_out=2, in_bits=2, act_bits=2)
     x = np.full((1, 3, 3, 2), 3)
     w = np.array([np.full((3, 3, 2), 1), np.full((3, 3, 2), -1)], dtype=np.int8)
     t = np.array([[g.acc_max - 1, g.acc_max, g.acc_max + 1],
                   [-g.acc_max, -g.acc_max + 1, g.acc_max + 1]])
-    run_mvtu(g, pe=1, simd=2, x=x, weights=w, thresholds=t, stall=0.1)
+    run_mvtu(g, pe=1, simd=2, x=x, weights=w, thresholds=t, stall=0.1, arith=arith)
 
 
 def test_rejects_incompatible_simd():

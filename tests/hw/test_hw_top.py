@@ -18,6 +18,8 @@ FOLDINGS = {
     "mixed": Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)}),
     "serial": Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4), "conv4": (1, 1)},
                       preadd=False),
+    "mixed-gated": Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)},
+                           arith="gated"),
 }
 
 
@@ -94,9 +96,9 @@ def frame_end_cycles(dut, imgs, max_cycles):
     return ends
 
 
-@pytest.mark.parametrize("fold", ["mixed", "serial"])
-def test_pipeline_matches_golden(small_art, fold):
-    run_top(small_art, FOLDINGS[fold], frames=2, seed=hash(fold) % 100)
+@pytest.mark.parametrize("fold,seed", [("mixed", 1), ("serial", 2), ("mixed-gated", 3)])
+def test_pipeline_matches_golden(small_art, fold, seed):
+    run_top(small_art, FOLDINGS[fold], frames=2, seed=seed)
 
 
 def test_pipeline_pixels_per_beat(small_art):
