@@ -8,11 +8,12 @@
 2. Report time for dupnet-demo on three targets: cold (empty cache) and cached.
 
 ``--calibrate`` fits the calibration coefficients (per family: NNLS of the per-layer measured
-LUTs on the model's features; the block cost that best reproduces the measured block RAMs) and
+LUTs on the model's features; the FF scale; the block cost that best reproduces the measured
+block RAMs) and
 writes ``hw/budget/calibration.toml``; the errors are then printed again with it.
 
 usage: .venv/bin/python scripts/bench_report.py [--calibrate] [--configs dupnet-demo,...]
-       [--targets all] [--cache-dir DIR] [--skip-timing]
+       [--targets all] [--cache-dir DIR] [--skip-timing] [--no-pnr]
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dupnet.hw.budget.calibration import (calibrated_layer, fit_lut_coefficients,
+from dupnet.hw.budget.calibration import (calibrated_layer, fit_ff_scale, fit_lut_coefficients,
                                           fit_memory_cost, layer_features, load_calibration,
                                           write_calibration)
 from dupnet.hw.budget.devices import parse_targets
@@ -53,28 +54,35 @@ def errors_table(reports: dict[str, dict], calib: dict, label: str) -> list[floa
     """Print calibrated (or raw) analytic vs measured totals; returns the |errors| in %."""
     print(f"\n{label}")
     print(f"{'design':<20} {'target':<12} {'LUT est':>8} {'LUT meas':>8} {'err':>7}   "
-          f"{'BRAM est':>8} {'BRAM meas':>9} {'err':>7}")
+          f"{'BRAM est':>8} {'BRAM meas':>9} {'err':>7}   {'FF est':>7} {'FF meas':>7} "
+          f"{'err':>7}")
     errs = []
     for name, rep in reports.items():
         design = rep["_design"]
         geoms = {g.name: g for g in network_geometry(design.config)}
         for t in rep["targets"]:
             dev = rep["_devices"][t["name"]]
-            lut = bram = 0.0
+            lut = bram = ff = 0.0
             for l in design.model["layers"]:
                 e = calibrated_layer(l, geoms.get(l["name"]), dev, calib)
                 lut += e.lut
                 bram += e.bram
+                ff += e.ff
             glue = float(design.model["lut_estimate"]) - sum(
                 float(l["lut_estimate"]) for l in design.model["layers"])
+            glue_ff = float(design.model["ff_estimate"]) - sum(
+                float(l["ff_estimate"]) for l in design.model["layers"])
             lut += calib[dev.family.name].get("logic", 1.0) * glue
+            ff += calib[dev.family.name].get("ff", 1.0) * glue_ff
             m = t["synth"]["resources"]
             el = 100 * (lut - m["lut"]) / m["lut"]
             eb = 100 * (bram - m["bram"]) / m["bram"] if m["bram"] else (0.0 if bram == 0
                                                                           else float("inf"))
-            errs += [abs(el), abs(eb)]
+            ef = 100 * (ff - m["ff"]) / m["ff"]
+            errs += [abs(el), abs(eb)]          # the target: LUT and BRAM (FF printed)
             print(f"{name:<20} {t['name']:<12} {lut:>8.0f} {m['lut']:>8.0f} {el:>+6.1f}%   "
-                  f"{bram:>8.1f} {m['bram']:>9.1f} {eb:>+6.1f}%")
+                  f"{bram:>8.1f} {m['bram']:>9.1f} {eb:>+6.1f}%   {ff:>7.0f} {m['ff']:>7.0f} "
+                  f"{ef:>+6.1f}%")
     return errs
 
 
@@ -118,6 +126,14 @@ def calibrate(reports: dict[str, dict], calib: dict) -> dict:
                              if row["lut_measured"] is not None]
         coefs, rel = fit_lut_coefficients([(s[0], m) for s, m in zip(samples, meas)])
         new[fam].update(coefs)
+        ff_pairs = [(float(l["ff_estimate"]), row["ff_measured"])
+                    for name, rep in reports.items() for t in rep["targets"]
+                    if rep["_devices"][t["name"]].family.name == fam
+                    for l, row in zip(rep["_design"].model["layers"], t["layers"])
+                    if row["ff_measured"] is not None]
+        ff_scale, ff_rel = fit_ff_scale(ff_pairs)
+        new[fam]["ff"] = ff_scale
+        print(f"  {fam}: FF scale {ff_scale:.4g} (mean per-layer |error| {100 * ff_rel:.1f}%)")
         print(f"  {fam}: LUT coefficients " + ", ".join(f"{k}={v:.4g}" for k, v in
                                                           coefs.items())
               + f" (mean per-layer |error| {100 * rel:.1f}%)")
@@ -139,6 +155,8 @@ def main() -> int:
                     help="fit and write hw/budget/calibration.toml")
     ap.add_argument("--skip-timing", action="store_true", help="skip the cold/cached timing")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-pnr", action="store_true",
+                    help="synthesis only (calibration needs no place-and-route)")
     args = ap.parse_args()
     devices = parse_targets(args.targets)
     calib = load_calibration()
@@ -150,7 +168,7 @@ def main() -> int:
               f"{time.monotonic() - t0:.1f} s; synthesizing for {args.targets}", flush=True)
         t0 = time.monotonic()
         rep = build_report(design, devices, cache_dir=Path(args.cache_dir), jobs=args.jobs,
-                           progress=progress, calibration=calib)
+                           progress=progress, calibration=calib, pnr=not args.no_pnr)
         rep["_design"], rep["_devices"] = design, {d.name: d for d in devices}
         reports[name] = rep
         print(f"  report in {time.monotonic() - t0:.1f} s", flush=True)

@@ -22,12 +22,12 @@ def _folding_str(layers: dict[str, tuple[int, int]]) -> str:
 
 
 def estimate_on(model: dict[str, Any], geoms: dict[str, Any], d: Device,
-                calib: dict[str, Any], lut_scale: float = 1.0) -> dict[str, float]:
+                calib: dict[str, Any]) -> dict[str, float]:
     """Calibrated analytic totals (lut, ff, bram) of a pipeline model on device ``d``."""
     tot = {"lut": 0.0, "ff": 0.0, "bram": 0.0}
     for l in model["layers"]:
         e = calibrated_layer(l, geoms.get(l["name"]), d, calib)
-        tot["lut"] += e.lut * lut_scale
+        tot["lut"] += e.lut
         tot["ff"] += e.ff
         tot["bram"] += e.bram
     return tot
@@ -47,20 +47,18 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
     if cfg is None:
         msgs.append("No network config with this design: folding advice needs it.")
         return msgs
-    from dupnet.hw.analytic import layer_model, pipeline_model
+    from dupnet.hw.analytic import DEFAULT_ARITH, layer_model, pipeline_model
     from dupnet.hw.folding import FoldingError, auto_folding, folding_candidates
     geoms = {g.name: g for g in network_geometry(cfg)}
-    # how far the analytic model is off on this device, so the advice uses measured scale
-    est_now = estimate_on(design.model, geoms, d, calib)
-    lut_scale = used["lut"] / est_now["lut"] if est_now["lut"] > 0 else 1.0
     preadd = bool((design.folding or {}).get("preadd", True))
+    arith = str((design.folding or {}).get("arith", DEFAULT_ARITH))
 
     if "lut" in over or "ff" in over:
         raw_total = float(design.model.get("lut_estimate") or 0)
         ratio = (target.get("placed_logic") or used["lut"]) / raw_total if raw_total else 1.0
         budget = max(1, int(0.85 * cap["lut"] / ratio))
         try:
-            f = auto_folding(cfg, lut_budget=budget, preadd=preadd)
+            f = auto_folding(cfg, lut_budget=budget, preadd=preadd, arith=arith)
             pm = pipeline_model(cfg, f)
             msgs.append(
                 f"Fold more: `auto_folding(config, lut_budget={budget})` (LUT6 estimate; "
@@ -81,7 +79,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
             if isinstance(g, ConvGeometry):
                 best = None
                 for pe, simd in folding_candidates(g):
-                    lm = layer_model(g, pe, simd, preadd=preadd).to_json()
+                    lm = layer_model(g, pe, simd, preadd=preadd, arith=arith).to_json()
                     b = calibrated_layer(lm, g, d, calib).bram
                     key = (b, lm["cycles_per_frame"])
                     if best is None or key < best[0]:
@@ -120,7 +118,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
         if other.name == d.name:
             continue
         try:
-            est = estimate_on(design.model, geoms, other, calib, lut_scale=1.0)
+            est = estimate_on(design.model, geoms, other, calib)
         except KeyError:
             continue
         if est["lut"] <= other.capacity["lut"] and est["bram"] <= other.capacity["bram"] \

@@ -26,7 +26,7 @@ from .memory import MemoryPlacement, place_layer_memories
 
 __all__ = ["CALIBRATION_FILE", "FEATURES", "LayerEstimate", "load_calibration",
            "layer_features", "calibrated_layer", "glue_estimate", "fit_lut_coefficients",
-           "fit_memory_cost", "write_calibration", "calibration_path"]
+           "fit_memory_cost", "fit_ff_scale", "write_calibration", "calibration_path"]
 
 CALIBRATION_FILE = "calibration.toml"
 #: LUT model features, in coefficient order
@@ -112,6 +112,19 @@ def fit_lut_coefficients(samples: Iterable[tuple[dict[str, float], float]]
     pred = A @ x
     err = float(np.mean(np.abs(pred - y) / np.maximum(y, 1.0)))
     return {f: float(v) for f, v in zip(FEATURES, x)}, err
+
+
+def fit_ff_scale(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """The FF scale ``ff`` (measured ~ ff * ff_estimate) from ``(estimate, measured)`` pairs by
+    least squares on the relative error (weights 1/measured, floored at 50 FFs). Returns the
+    scale and the mean absolute relative error per sample."""
+    e, m = (np.asarray(v, float) for v in zip(*pairs)) if pairs else (np.zeros(0),) * 2
+    if e.size == 0:
+        raise ValueError("no samples to fit")
+    w2 = 1.0 / np.maximum(m, 50.0) ** 2
+    scale = float((w2 * e * m).sum() / max((w2 * e * e).sum(), 1e-12))
+    err = float(np.mean(np.abs(scale * e - m) / np.maximum(m, 1.0)))
+    return scale, err
 
 
 def fit_memory_cost(samples: list[tuple[dict[str, Any], Any, Device, float]],

@@ -14,7 +14,10 @@ def test_load_toml_and_json_roundtrip(tmp_path, small_cfg):
     (tmp_path / "f.json").write_text(f.to_json())
     for name in ("f.toml", "f.json"):
         g = load_folding(tmp_path / name, small_cfg)
-        assert g.layers == f.layers and g.preadd is False
+        assert g.layers == f.layers and g.preadd is False and g.arith == "xnor"
+    f.arith = "gated"
+    (tmp_path / "g.toml").write_text(f.to_toml())
+    assert load_folding(tmp_path / "g.toml", small_cfg).arith == "gated"
 
 
 @pytest.mark.parametrize("text,match", [
@@ -26,6 +29,7 @@ def test_load_toml_and_json_roundtrip(tmp_path, small_cfg):
     ('[conv1]\npe = "2"\nsimd = 1\n', "conv1.*'pe' must be a positive integer"),
     ('[conv1]\npe = 1\nsimd = 1\nfoo = 2\n', "unknown field.*foo"),
     ('[conv1\n', "not valid TOML"),
+    ('arith = "fast"\n[conv1]\npe = 1\nsimd = 1\n', "field 'arith' must be one of 'xnor'"),
 ])
 def test_bad_folding_files(tmp_path, small_cfg, text, match):
     p = tmp_path / "bad.toml"

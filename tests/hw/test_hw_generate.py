@@ -11,6 +11,7 @@ from dupnet.hw.generate import count_verilog_memory_bits, generate_verilog, writ
 from dupnet.hw.lint import lint_verilog
 
 FOLD = Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)})
+FOLD_DESIGNS: dict = {}
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,18 @@ def test_rom_bits_equal_unique_bits_in_generated_verilog(design, small_art):
     # the memories actually emitted into the Verilog, counted from their declarations
     assert count_verilog_memory_bits(design.verilog, r"w_rom\d+") == unique
     assert design.summary["model"]["rom_bits"] == unique
+
+
+@pytest.mark.parametrize("arith", ["xnor", "gated"])
+def test_threshold_and_offset_rom_bits_in_generated_verilog(small_art, arith):
+    """t_rom / k_rom declarations of the emitted Verilog == the analytic
+    ``threshold_rom_bits`` (``threshold_rom_shape``), for both datapaths."""
+    fold = Folding(dict(FOLD.layers), arith=arith)
+    d = FOLD_DESIGNS[arith] = FOLD_DESIGNS.get(arith) or generate_verilog(small_art, fold)
+    want = d.summary["model"]["threshold_rom_bits"]
+    assert want > 0
+    assert count_verilog_memory_bits(d.verilog, r"[tk]_rom") == want
+    assert d.summary["design"]["arith"] == d.summary["folding"]["arith"] == arith
 
 
 def test_ports_and_names(design, small_art):
