@@ -9,6 +9,15 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["Gather", "Unpack"]
 
 
+def _pass_through(component) -> Module:
+    """``n == 1``: the adapter is a wire from ``i`` to ``o``."""
+    m = Module()
+    m.d.comb += [component.o.valid.eq(component.i.valid),
+                 component.o.payload.eq(component.i.payload),
+                 component.i.ready.eq(component.o.ready)]
+    return m
+
+
 class Gather(wiring.Component):
     """Collect ``n`` beats of ``width`` bits into one beat of ``n*width`` bits.
 
@@ -33,12 +42,10 @@ class Gather(wiring.Component):
                           "o": Out(stream.Signature(unsigned(width * n)))})
 
     def elaborate(self, platform):
-        m = Module()
         w, n = self.width, self.n
         if n == 1:
-            m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
-                         self.i.ready.eq(self.o.ready)]
-            return m
+            return _pass_through(self)
+        m = Module()
         buf = Signal(w * (n - 1))
         cnt = Signal(range(n))
         last = Signal()
@@ -76,12 +83,10 @@ class Unpack(wiring.Component):
                           "o": Out(stream.Signature(unsigned(width)))})
 
     def elaborate(self, platform):
-        m = Module()
         w, n = self.width, self.n
         if n == 1:
-            m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
-                         self.i.ready.eq(self.o.ready)]
-            return m
+            return _pass_through(self)
+        m = Module()
         buf = Signal(w * n)
         cnt = Signal(range(n))
         valid = Signal()

@@ -13,40 +13,9 @@ from dupnet.flow import STEPS, FlowError, FlowOptions, run_flow
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.golden import GoldenModel
 
-TINY = """
-name = "flow-tiny"
-weights = "binary"
-[input]
-height = 16
-width = 16
-channels = 1
-[head]
-classes = 1
-anchors = [[1.0, 1.0], [2.0, 2.0]]
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 4
-x_dup = 2
-act_bits = 2
-[[layers]]
-kind = "maxpool"
-stride = 2
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 8
-w_dup = 2
-act_bits = 2
-[[layers]]
-kind = "maxpool"
-stride = 1
-[[layers]]
-kind = "conv"
-k = 1
-out_channels = 12
-x_dup = 2
-"""
+from ..tiny_configs import tiny_config_toml
+
+TINY = tiny_config_toml("flow-tiny", size=16, second_pool_stride=1)
 
 
 def _opts(tmp_path, **kw):

@@ -114,7 +114,6 @@ def test_corrupted_design_is_caught_with_location(what, sim_row):
     clean_out = GoldenModel(art).forward(imgs)
     names = [g.name for g in GoldenModel(art).geometry]
     idx = names.index("conv2")
-    p = bad.layers[cfg.layers.index(next(l for l in cfg.layers if l.name == "conv2"))]
     rng = np.random.default_rng(0)
     for _ in range(200):       # pick a corruption that changes the output of this image
         trial = Artifact.from_bytes(bad.to_bytes())

@@ -16,47 +16,13 @@ from dupnet.sw.config import load_config
 from dupnet.sw.train import (CHECKPOINT, RunError, TrainOptions, _augment, load_checkpoint,
                              load_run, save_checkpoint, train)
 
-REPO = Path(__file__).resolve().parents[2]
+from ..tiny_configs import tiny_config_toml
 
-TINY_TOML = """
-name = "tiny-train-test"
-weights = "{weights}"
-[input]
-height = 32
-width = 32
-channels = 1
-[head]
-classes = 1
-anchors = [[2.0, 2.0], [4.0, 4.0]]
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 4
-{dup1}
-{act}
-[[layers]]
-kind = "maxpool"
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 8
-{dup2}
-{act}
-[[layers]]
-kind = "maxpool"
-[[layers]]
-kind = "conv"
-k = 1
-out_channels = 12
-{dup1}
-"""
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _write_cfg(path: Path, weights: str = "binary") -> Path:
-    binary = weights == "binary"
-    path.write_text(TINY_TOML.format(
-        weights=weights, dup1="x_dup = 2" if binary else "", dup2="w_dup = 2" if binary else "",
-        act="act_bits = 2" if binary else ""))
+    path.write_text(tiny_config_toml("tiny-train-test", weights=weights))
     return path
 
 

@@ -9,39 +9,9 @@ import torch
 from dupnet.sw.yolo import (YoloLoss, box_iou, build_targets, decode_batch,
                             decode_predictions, detect, nms, sigmoid)
 
+from ..tiny_configs import tiny_config_toml
 
-TINY_TOML = """
-name = "tiny-yolo-test"
-weights = "binary"
-[input]
-height = 32
-width = 32
-channels = 1
-[head]
-classes = 1
-anchors = [[2.0, 2.0], [4.0, 4.0]]
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 8
-x_dup = 2
-act_bits = 2
-[[layers]]
-kind = "maxpool"
-[[layers]]
-kind = "conv"
-k = 3
-out_channels = 16
-w_dup = 2
-act_bits = 2
-[[layers]]
-kind = "maxpool"
-[[layers]]
-kind = "conv"
-k = 1
-out_channels = 12
-x_dup = 2
-"""
+TINY_TOML = tiny_config_toml("tiny-yolo-test", widths=(8, 16))
 
 
 @pytest.fixture
