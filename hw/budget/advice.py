@@ -33,6 +33,59 @@ def estimate_on(model: dict[str, Any], geoms: dict[str, Any], d: Device,
     return tot
 
 
+#: iCE40 UltraPlus SPRAM (SB_SPRAM256KA): 16384 words x 16 bits, single port
+SPRAM_WIDTH = 16
+
+
+def _memory_layout_advice(model: dict[str, Any], geoms: dict[str, Any], d: Device,
+                          calib: dict[str, Any]) -> list[str]:
+    """Block RAM lost to wide, shallow memories, and which buffers SPRAM could take."""
+    msgs = []
+    placed = [(l["name"], p) for l in model["layers"]
+              for p in calibrated_layer(l, geoms.get(l["name"]), d, calib).placements
+              if p.where == "bram"]
+    if not placed:
+        return msgs
+    used = sum(p.blocks for _, p in placed)
+    packed = sum(math.ceil(p.memory.bits / d.bram_bits) for _, p in placed)
+    name, worst = max(placed, key=lambda t: t[1].blocks - math.ceil(t[1].memory.bits / d.bram_bits))
+    if packed < used:
+        msgs.append(
+            f"Block RAM is mostly lost to wide, shallow memories: e.g. {name} {worst.memory.name} "
+            f"({worst.memory.depth} x {worst.memory.width} bits = {worst.memory.bits:,} bits) "
+            f"takes {_fmt(worst.blocks)} blocks of {d.bram_bits:,} bits. Packed into full-depth "
+            f"words (a pixel over several narrower words, read over several cycles; the "
+            f"generator does not do this yet) the block-RAM memories would need about "
+            f"{_fmt(packed)} blocks instead of {_fmt(used)}.")
+    if d.spram_bits and d.capacity.get("spram"):
+        depth = d.spram_bits // SPRAM_WIDTH
+        cands = []
+        for lname, p in placed:
+            if p.memory.rom:
+                continue          # SPRAM has no initial contents
+            n = math.ceil(p.memory.width / SPRAM_WIDTH) * math.ceil(p.memory.depth / depth)
+            cands.append((p.blocks / n, n, p.blocks, f"{lname} {p.memory.name}"))
+        cands.sort(reverse=True)
+        free, take, freed = int(d.capacity["spram"]), [], 0.0
+        for _, n, blocks, what in cands:
+            if n <= free:
+                free -= n
+                take.append(what)
+                freed += blocks
+        if take:
+            msgs.append(f"SPRAM ({_fmt(d.capacity['spram'])} blocks of {depth} x "
+                        f"{SPRAM_WIDTH} bits) is unused: moving {', '.join(take)} there would "
+                        f"free about {_fmt(freed)} block RAMs (single-port: the buffer needs a "
+                        f"read/write schedule; not generated yet). Weights cannot move (SPRAM "
+                        f"has no initial contents).")
+        elif cands:
+            n_min = min(n for _, n, _, _ in cands)
+            msgs.append(f"SPRAM cannot help at these widths: the narrowest buffer needs "
+                        f"{n_min} SPRAM blocks of {SPRAM_WIDTH} bits width, the device has "
+                        f"{_fmt(d.capacity['spram'])}.")
+    return msgs
+
+
 def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any],
            all_devices: dict[str, Device]) -> list[str]:
     used = target["synth"]["resources"]
@@ -94,7 +147,6 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
                 worst_cycles = max(worst_cycles, int(l["cycles_per_frame"]))
         wbits = sum(g.unique_weight_bits for g in geoms.values()
                     if isinstance(g, ConvGeometry))
-        buf = sum(int(l.get("buffer_bits") or 0) for l in design.model["layers"])
         if blocks_min <= cap["bram"] and new_layers:
             msgs.append(f"Fold for memory: {_folding_str(new_layers)} (other layers as now) "
                         f"needs about {_fmt(blocks_min)} block RAMs of {_fmt(cap['bram'])} "
@@ -105,13 +157,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
                         f"about {_fmt(blocks_min)} blocks of {_fmt(cap['bram'])}. The unique "
                         f"weights alone are {wbits:,} bits = "
                         f"{math.ceil(wbits / d.bram_bits)} blocks of {d.bram_bits} bits.")
-        if d.spram_bits and cap["spram"]:
-            spram = cap["spram"] * d.spram_bits
-            msgs.append(f"SPRAM ({_fmt(cap['spram'])} x {d.spram_bits // 1024} kbit = "
-                        f"{spram / 1024:,.0f} kbit) is unused: the line/row buffers "
-                        f"({buf:,} bits) could live there (single-port, so two banks or a "
-                        f"buffer rework), freeing block RAM; weights cannot (SPRAM has no "
-                        f"initial contents: they would need a loader at boot).")
+        msgs += _memory_layout_advice(design.model, geoms, d, calib)
     # other devices of the list on which the calibrated estimate fits
     fits_on = []
     for other in all_devices.values():

@@ -1,6 +1,7 @@
 """Fit/headroom arithmetic, the device list, memory mapping, calibration fit, module->layer
 mapping and rendering (no tools run)."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -192,3 +193,31 @@ def test_render_without_tools(tmp_path):
     assert json.loads(files["json"].read_text())["format"] == "dupnet-budget-report"
     for k in ("cycles", "resources", "analytic_vs_measured"):
         assert files[k].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("width,spram_msg", [(192, "SPRAM cannot help.*needs 12 SPRAM blocks"),
+                                             (48, "moving pool4 rowbuf there would free about 3")])
+def test_memory_layout_advice(width, spram_msg):
+    """Wide, shallow buffers: the advice names the worst one, the packed block count, and
+    whether SPRAM (16 bits wide per block, 4 blocks on the UP5K) can take them."""
+    from dupnet.hw.budget.advice import _memory_layout_advice
+    from dupnet.hw.budget.calibration import load_calibration
+    model = {"layers": [{"name": "pool4", "kind": "maxpool", "lut_estimate": 0,
+                         "ff_estimate": 0, "memories": [
+                             {"name": "rowbuf", "depth": 7, "width": width, "rom": False}]}]}
+    dev = parse_targets("ice40-up5k")[0]
+    msgs = " ".join(_memory_layout_advice(model, {}, dev, load_calibration()))
+    blocks = width // 16
+    assert f"pool4 rowbuf (7 x {width} bits" in msgs
+    assert f"about 1 blocks instead of {blocks}" in msgs
+    assert re.search(spram_msg, msgs), msgs
+
+
+def test_fit_ff_scale():
+    from dupnet.hw.budget.calibration import fit_ff_scale
+    scale, err = fit_ff_scale([(100.0, 120.0), (200.0, 240.0), (1000.0, 1200.0)])
+    assert scale == pytest.approx(1.2) and err == pytest.approx(0.0, abs=1e-12)
+    scale, err = fit_ff_scale([(100.0, 100.0), (100.0, 300.0)])
+    assert 1.0 < scale < 3.0 and err > 0.3
+    with pytest.raises(ValueError, match="no samples"):
+        fit_ff_scale([])
