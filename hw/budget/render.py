@@ -157,6 +157,21 @@ def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
                      _n(t["analytic"]["bram"], 1), f"{br} / {lo}"])
     B.append(("table", ["target", "BRAM blocks used", "of", "kbit reserved",
                         "analytic blocks", "memories in BRAM / logic (analytic)"], rows))
+    # -- preadd
+    pre = rep.get("preadd")
+    if pre:
+        B.append(("h", 2, "Pre-add (layers with w_dup > 1)"))
+        B.append(("p", f"This design: preadd **{'on' if pre['in_design'] else 'off'}** "
+                       f"({pre['arith']} datapath). Analytic LUT6 estimate of the weight-sharing "
+                       f"layers at this folding with pre-add (the inputs sharing a weight bit "
+                       f"summed once, shared by all PEs) and without: "
+                       f"{_n(pre['lut_preadd'])} vs {_n(pre['lut_no_preadd'])} "
+                       f"(ratio {_n(pre['ratio'], 2)}). Synthesized on one MVTU: "
+                       f"`scripts/bench_hw.py` (preadd on/off)."))
+        B.append(("table", ["layer", "w_dup", "PE x SIMD", "LUT6 est. preadd",
+                            "LUT6 est. no preadd"],
+                  [[r["layer"], str(r["w_dup"]), f"{r['pe']} x {r['simd']}",
+                    _n(r["lut_preadd"]), _n(r["lut_no_preadd"])] for r in pre["layers"]]))
     # -- calibration
     B.append(("h", 2, "Analytic vs measured"))
     rows = []

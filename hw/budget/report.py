@@ -77,6 +77,30 @@ def layer_of_module(module: str, layer_names: list[str]) -> str | None:
     return None
 
 
+def preadd_comparison(config: NetworkConfig, folding: dict[str, Any]) -> dict[str, Any] | None:
+    """Analytic LUT6 estimate of the layers with ``w_dup > 1`` with and without ``preadd`` (sum
+    the inputs that share a weight bit once, before the weight is applied) at the design's
+    folding and arithmetic; None when no layer shares weights or the folding is unknown."""
+    from dupnet.hw.analytic import DEFAULT_ARITH, layer_model
+    arith = str(folding.get("arith", DEFAULT_ARITH))
+    rows = []
+    for g in network_geometry(config):
+        if not isinstance(g, ConvGeometry) or g.w_dup == 1 or not isinstance(
+                folding.get(g.name), dict):
+            continue
+        pe, simd = int(folding[g.name]["pe"]), int(folding[g.name]["simd"])
+        on = layer_model(g, pe, simd, preadd=True, arith=arith).lut_estimate
+        off = layer_model(g, pe, simd, preadd=False, arith=arith).lut_estimate
+        rows.append({"layer": g.name, "w_dup": g.w_dup, "pe": pe, "simd": simd,
+                     "lut_preadd": on, "lut_no_preadd": off})
+    if not rows:
+        return None
+    on = sum(r["lut_preadd"] for r in rows)
+    off = sum(r["lut_no_preadd"] for r in rows)
+    return {"in_design": bool(folding.get("preadd", True)), "arith": arith, "layers": rows,
+            "lut_preadd": on, "lut_no_preadd": off, "ratio": on / off if off else None}
+
+
 def memory_savings(config: NetworkConfig) -> dict[str, Any]:
     """Stored unique weight bits vs the bits a non-duplicated (IFQ-style) layer needs."""
     rows = []
@@ -207,6 +231,8 @@ def build_report(design: DesignInput, devices: list[Device], cache_dir: Path | N
                                           "ff_estimate", "pe", "simd")}
                    | {"bottleneck": l["name"] == bottleneck} for l in layers],
         "memory": memory_savings(design.config) if design.config else None,
+        "preadd": (preadd_comparison(design.config, design.folding or {})
+                   if design.config else None),
         "targets": targets,
         "calibration": {"source": calib.get("meta", {}).get("source", ""),
                         "families": {t["family"]: {k: v for k, v in

@@ -221,3 +221,19 @@ def test_fit_ff_scale():
     assert 1.0 < scale < 3.0 and err > 0.3
     with pytest.raises(ValueError, match="no samples"):
         fit_ff_scale([])
+
+
+def test_preadd_comparison_on_the_demo():
+    from dupnet.hw.analytic import layer_model
+    from dupnet.hw.budget.report import preadd_comparison
+    from dupnet.hw.folding import choose_folding
+    cfg = load_config("dupnet-demo")
+    fold, _ = choose_folding(cfg)
+    pre = preadd_comparison(cfg, fold.to_dict())
+    shared = [g for g in conv_geometries(cfg) if g.w_dup > 1]
+    assert [r["layer"] for r in pre["layers"]] == [g.name for g in shared] and shared
+    g = shared[0]
+    pe, simd = fold[g.name]
+    assert pre["layers"][0]["lut_no_preadd"] == layer_model(g, pe, simd, preadd=False).lut_estimate
+    assert pre["in_design"] is True and pre["arith"] == "xnor"
+    assert preadd_comparison(load_config("dupnet-demo-float"), fold.to_dict()) is None
