@@ -62,6 +62,11 @@ class WindowUnit(wiring.Component):
         self.chunks = c_dup // simd
         super().__init__({"i": In(stream.Signature(unsigned(channels * bits))),
                           "o": Out(stream.Signature(unsigned(simd * bits)))})
+        #: simulation check: a pixel the output uses is read from the slot written in the same
+        #: cycle. Never 1 (tests/hw/test_hw_window.py watches it): the line buffer is emitted
+        #: with ``no_rw_check`` (:data:`dupnet.hw.yosys.NO_RW_CHECK`), so a read/write collision
+        #: would be undefined in block RAM.
+        self.collision = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -143,6 +148,7 @@ class WindowUnit(wiring.Component):
 
         with m.If(advance):
             m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
+        m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
 
         # counters: j (chunk) < kx < ky < nfc < pixel
         last_j = j == self.chunks - 1

@@ -15,11 +15,17 @@ from dupnet.errors import DupnetError
 from .compressor import KEEP_HIERARCHY_PATTERN
 
 __all__ = ["YosysRunError", "run_yosys", "rtlil_to_verilog", "synth_xilinx_cells", "KEEP_STAGES",
-           "FLATTEN_STAGES"]
+           "FLATTEN_STAGES", "NO_RW_CHECK"]
 
 #: Yosys commands that mark the compressor stages ``keep_hierarchy`` (see
 #: :mod:`dupnet.hw.compressor`): LUT mapping then sees one stage at a time
 KEEP_STAGES = f"setattr -mod -set keep_hierarchy 1 {KEEP_HIERARCHY_PATTERN}"
+#: the window units' line buffers (``linebuf``) get ``no_rw_check``: a read that coincides with
+#: a write of the same slot may return anything. The window unit never uses such a read (the
+#: slot being written is free; ``WindowUnit.collision``, watched by the tests); without the
+#: attribute Yosys emulates read-first collisions on iCE40/ECP5 block RAM with a full-pixel
+#: register pair and multiplexer (measured: 2 FFs and ~1 LUT4 per pixel bit)
+NO_RW_CHECK = "setattr -set no_rw_check 1 m:linebuf"
 #: after synthesis: merge the stages back for flat statistics and netlists
 FLATTEN_STAGES = f"setattr -mod -unset keep_hierarchy {KEEP_HIERARCHY_PATTERN}\nflatten"
 
@@ -57,8 +63,10 @@ def run_yosys(script: str, files: dict[str, str], outputs: list[str] = (),
 
 def rtlil_to_verilog(rtlil_text: str, strip_internal_attrs: bool = True) -> str:
     """RTLIL -> Verilog with the passes of ``amaranth.back.verilog`` (Amaranth 0.5); the
-    compressor-stage modules get ``(* keep_hierarchy *)`` (:data:`KEEP_STAGES`)."""
-    script = ["read_rtlil design.il", KEEP_STAGES, "proc -nomux -norom", "memory_collect"]
+    compressor-stage modules get ``(* keep_hierarchy *)`` (:data:`KEEP_STAGES`), the line
+    buffers ``(* no_rw_check *)`` (:data:`NO_RW_CHECK`)."""
+    script = ["read_rtlil design.il", KEEP_STAGES, NO_RW_CHECK, "proc -nomux -norom",
+              "memory_collect"]
     if strip_internal_attrs:
         attrs = "-remove generator -remove top -remove src -remove amaranth.hierarchy " \
                 "-remove amaranth.decoding"

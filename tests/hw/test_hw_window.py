@@ -22,10 +22,21 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
     async def producer(ctx):
         await put_all(ctx, dut.i, pixel_beats(imgs, bits), stall, prng)
 
+    collisions = []
+
     async def consumer(ctx):
         got.extend(await get_n(ctx, dut.o, len(expected), stall, random.Random(seed + 1)))
 
-    run_sim(dut, [producer], [consumer], max_cycles=20 * len(expected) + 1000)
+    async def watch_collisions(ctx):
+        """The line buffer is synthesized with no_rw_check: no used read may hit the slot
+        written in the same cycle."""
+        async for _, _, hit in ctx.tick().sample(dut.collision):
+            if hit:
+                collisions.append(len(got))
+
+    run_sim(dut, [producer, watch_collisions], [consumer],
+            max_cycles=20 * len(expected) + 1000)
+    assert not collisions, f"read/write collision on a used slot at beats {collisions[:5]}"
     for n, (a, b) in enumerate(zip(got, expected)):
         assert a == b, (f"beat {n}: got {unpack_lanes(a, simd, bits)}, "
                         f"expected {unpack_lanes(b, simd, bits)}")
