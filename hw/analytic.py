@@ -129,6 +129,7 @@ class LayerModel:
     buffer_bits: int = 0           # line / row buffer memory bits
     lut_estimate: int = 0
     ff_estimate: int = 0
+    mux_lut_estimate: int = 0      # of lut_estimate: the window unit's chunk multiplexer
     pe: int | None = None
     simd: int | None = None
     sf: int | None = None
@@ -245,7 +246,7 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
           + pe * (acc + 1)       # S accumulators
           + (2 * acc if arith != "xnor" else 0)    # T accumulator and its copy
           + pe * out_bits        # output register
-          + simd * b             # window output register (memory read data)
+          + g.in_channels * b    # window: the pixel word read from the line buffer
           + 120)                 # counters and valid bits
     if not g.is_last and nf > 1:
         ff += 2 * g.out_channels * out_bits  # gather buffer + output register
@@ -257,7 +258,8 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
         name=g.name, kind="conv", in_shape=(g.height, g.width, g.in_channels),
         out_shape=g.out_shape, cycles_per_frame=cycles, rom_bits=g.unique_weight_bits,
         threshold_rom_bits=thr_rom, buffer_bits=depth * g.in_channels * b,
-        lut_estimate=int(luts), ff_estimate=int(ff), pe=pe, simd=simd, sf=sf, nf=nf,
+        lut_estimate=int(luts), ff_estimate=int(ff), mux_lut_estimate=int(mux), pe=pe,
+        simd=simd, sf=sf, nf=nf,
         lanes=pe * simd, k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=b, out_bits=out_bits,
         acc_bits=g.acc_bits, is_last=g.is_last, preadd=use_pre, arith=arith)
 
@@ -272,8 +274,11 @@ def pool_model(g: PoolGeometry) -> LayerModel:
         # what is left: 2 cycles per frame (the last row's edge output ahead of the flush),
         # 1 for a one-row map, and one per row for a one-column map (every pixel is an edge)
         cycles += g.height if g.width == 1 else (1 if g.height == 1 else 2)
-    luts = 60 + 2 * pix_bits * (2 if g.stride == 2 else 3) // 3
-    ff = 2 * pix_bits + 60 + (2 * pix_bits if g.stride == 1 else 0)
+    # per pixel bit, from synth_xilinx of the dupnet-demo and dupnet-tinier-yolo pools
+    # (2026-11-26): the channel-wise max and its multiplexers; stride 1 also the edge
+    # replicate, the pending right-edge output and the bottom-row flush paths
+    luts = 60 + pix_bits * (5 if g.stride == 2 else 13) // 2
+    ff = 60 + pix_bits * (3 if g.stride == 2 else 6)
     return LayerModel(
         name=g.name, kind="maxpool", in_shape=(g.height, g.width, g.channels),
         out_shape=g.out_shape, cycles_per_frame=cycles,

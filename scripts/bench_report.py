@@ -91,7 +91,8 @@ def raw_baseline(calib: dict) -> dict:
     base = copy.deepcopy(calib)
     for fam in ("ice40", "ecp5", "xc7"):
         if fam in base:
-            base[fam].update(logic=1.0, pool_logic=1.0, rom_lut_bits=0.0, ram_lut_bits=0.0, const=0.0, ff=1.0)
+            base[fam].update(logic=1.0, mux_logic=1.0, pool_logic=1.0, rom_lut_bits=0.0,
+                             ram_lut_bits=0.0, const=0.0, ff=1.0)
     return base
 
 
@@ -109,10 +110,11 @@ def calibrate(reports: dict[str, dict], calib: dict) -> dict:
                     continue
                 f["mem"].append((l, geoms.get(l["name"]), dev, row["bram_measured"]))
     for fam, f in fams.items():
-        cost, err = fit_memory_cost(f["mem"], new[fam])
+        cost, ram_cost, err = fit_memory_cost(f["mem"], new[fam])
         new[fam]["block_cost"] = float(cost)
-        print(f"  {fam}: block_cost {cost} (total |block error| {err:g} over "
-              f"{len(f['mem'])} layers)")
+        new[fam]["logic_cost_ram"] = float(ram_cost)
+        print(f"  {fam}: block_cost {cost}, logic_cost_ram {ram_cost:g} (total |block error| "
+              f"{err:g} over {len(f['mem'])} layers)")
         samples = []
         for l, g, dev, _ in f["mem"]:
             feats, _ = layer_features(l, g, dev, new[fam])

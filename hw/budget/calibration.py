@@ -30,7 +30,7 @@ __all__ = ["CALIBRATION_FILE", "FEATURES", "LayerEstimate", "load_calibration",
 
 CALIBRATION_FILE = "calibration.toml"
 #: LUT model features, in coefficient order
-FEATURES = ("logic", "pool_logic", "rom_lut_bits", "ram_lut_bits", "const")
+FEATURES = ("logic", "mux_logic", "pool_logic", "rom_lut_bits", "ram_lut_bits", "const")
 _MEM_KEYS = ("block_cost", "logic_cost_rom", "logic_cost_ram")
 
 
@@ -67,8 +67,10 @@ def layer_features(layer: dict[str, Any], geometry: Any, device: Device,
     rom_logic = sum(p.memory.bits for p in placements if p.where == "logic" and p.memory.rom)
     ram_logic = sum(p.memory.bits for p in placements if p.where == "logic" and not p.memory.rom)
     est = float(layer.get("lut_estimate", 0))
+    mux = float(layer.get("mux_lut_estimate", 0))
     pool = layer.get("kind") == "maxpool"
-    feats = {"logic": 0.0 if pool else est, "pool_logic": est if pool else 0.0,
+    feats = {"logic": 0.0 if pool else est - mux, "mux_logic": 0.0 if pool else mux,
+             "pool_logic": est if pool else 0.0,
              "rom_lut_bits": float(rom_logic), "ram_lut_bits": float(ram_logic), "const": 1.0}
     return feats, placements
 
@@ -78,6 +80,7 @@ def calibrated_layer(layer: dict[str, Any], geometry: Any, device: Device,
     c = _coefs(calib, device)
     c.setdefault("logic", 1.0)
     c.setdefault("pool_logic", c["logic"])         # files written before pools had their own
+    c.setdefault("mux_logic", c["logic"])          # ... and before the window multiplexer
     feats, placements = layer_features(layer, geometry, device, c)
     lut = sum(c.get(f, 0.0) * v for f, v in feats.items())
     ff = c.get("ff", 1.0) * float(layer.get("ff_estimate", 0))
@@ -130,21 +133,32 @@ def fit_ff_scale(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
 def fit_memory_cost(samples: list[tuple[dict[str, Any], Any, Device, float]],
                     coefs: dict[str, float],
                     candidates: Iterable[float] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512,
-                                                   768, 1024, 1536, 2048)) -> tuple[float, float]:
-    """The ``block_cost`` that best reproduces the measured block counts (sum of absolute
-    errors; ties: the one closest to the current value). Returns (cost, total abs error)."""
-    best: tuple[float, float, float] | None = None
-    for cost in candidates:
-        c = dict(coefs, block_cost=float(cost))
-        err = 0.0
-        for layer, geometry, device, measured in samples:
-            blocks = sum(p.blocks for p in place_layer_memories(layer, geometry, device, c))
-            err += abs(blocks - measured)
-        key = (err, abs(np.log(cost / max(coefs.get("block_cost", cost), 1e-9))), cost)
-        if best is None or key < best:
-            best = key
+                                                   768, 1024, 1536, 2048),
+                    ram_candidates: Iterable[float] | None = None
+                    ) -> tuple[float, float, float]:
+    """The ``block_cost`` and ``logic_cost_ram`` that best reproduce the measured block counts
+    (``logic_cost_rom`` stays: only the ratios matter; sum of absolute errors; ties: the pair
+    closest to the current values). ``ram_candidates`` defaults to the current
+    ``logic_cost_ram`` times 1/16 .. 16. Returns (block_cost, logic_cost_ram, total abs
+    error)."""
+    ram0 = float(coefs.get("logic_cost_ram", 0.0625))
+    if ram_candidates is None:
+        ram_candidates = [ram0 * 2.0 ** e for e in range(-4, 5)]
+    best: tuple[float, float, float, float] | None = None
+    for ram_cost in ram_candidates:
+        for cost in candidates:
+            c = dict(coefs, block_cost=float(cost), logic_cost_ram=float(ram_cost))
+            err = 0.0
+            for layer, geometry, device, measured in samples:
+                blocks = sum(p.blocks for p in place_layer_memories(layer, geometry, device, c))
+                err += abs(blocks - measured)
+            dist = (abs(np.log(cost / max(coefs.get("block_cost", cost), 1e-9)))
+                    + abs(np.log(ram_cost / max(ram0, 1e-9))))
+            key = (err, dist, cost, ram_cost)
+            if best is None or key < best:
+                best = key
     assert best is not None
-    return best[2], best[0]
+    return best[2], best[3], best[0]
 
 
 def write_calibration(calib: dict[str, Any], path: str | Path | None = None) -> Path:

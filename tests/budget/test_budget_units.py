@@ -122,13 +122,14 @@ def test_memory_savings_uses_geometry():
 
 def test_calibration_fit_recovers_coefficients(tmp_path):
     rng = np.random.default_rng(1)
-    true = {"logic": 1.7, "pool_logic": 2.5, "rom_lut_bits": 0.06, "ram_lut_bits": 0.0,
-            "const": 25.0}
+    true = {"logic": 1.7, "mux_logic": 3.1, "pool_logic": 2.5, "rom_lut_bits": 0.06,
+            "ram_lut_bits": 0.0, "const": 25.0}
     samples = []
     for _ in range(30):
         pool = bool(rng.integers(0, 2))
         est = float(rng.integers(50, 3000))
-        f = {"logic": 0.0 if pool else est, "pool_logic": est if pool else 0.0,
+        mux = 0.0 if pool else float(rng.integers(0, 500))
+        f = {"logic": 0.0 if pool else est, "mux_logic": mux, "pool_logic": est if pool else 0.0,
              "rom_lut_bits": float(rng.integers(0, 20000)), "ram_lut_bits": 0.0, "const": 1.0}
         samples.append((f, sum(true[k] * f[k] for k in FEATURES)))
     coefs, err = fit_lut_coefficients(samples)
@@ -142,10 +143,11 @@ def test_calibration_fit_recovers_coefficients(tmp_path):
     again = load_calibration(p)
     assert again["ice40"]["logic"] == pytest.approx(1.7, rel=1e-5)
     layer = {"name": "x", "kind": "conv", "lut_estimate": 100, "ff_estimate": 10,
+             "mux_lut_estimate": 30,
              "memories": [{"name": "w", "depth": 16, "width": 4, "rom": True}]}
     e = calibrated_layer(layer, None, get_device("ice40-up5k"), again)
-    assert e.lut == pytest.approx(1.7 * 100 + coefs["rom_lut_bits"] * 64 + coefs["const"],
-                                  rel=1e-4)
+    assert e.lut == pytest.approx(1.7 * 70 + 3.1 * 30 + coefs["rom_lut_bits"] * 64
+                                  + coefs["const"], rel=1e-4)
     assert e.bram == 0
 
 
@@ -237,3 +239,28 @@ def test_preadd_comparison_on_the_demo():
     assert pre["layers"][0]["lut_no_preadd"] == layer_model(g, pe, simd, preadd=False).lut_estimate
     assert pre["in_design"] is True and pre["arith"] == "xnor"
     assert preadd_comparison(load_config("dupnet-demo-float"), fold.to_dict()) is None
+
+
+def test_fit_memory_cost_recovers_the_rule():
+    """Block counts generated with block_cost 128 and logic_cost_ram 0.25 on ECP5: the fit
+    finds a (block_cost, logic_cost_ram) pair that reproduces every count."""
+    from dupnet.hw.budget.calibration import fit_memory_cost
+    from dupnet.hw.budget.memory import place_layer_memories
+    dev = get_device("ecp5-25f")
+    base = dict(load_calibration()["ecp5"], logic_cost_rom=0.0625)
+    true = dict(base, block_cost=128.0, logic_cost_ram=0.25)
+    layers = []
+    for i, (d, w, rom) in enumerate([(512, 36, True), (64, 84, True), (32, 192, False),
+                                     (400, 48, False), (12, 1024, False), (4096, 4, True),
+                                     (1052, 24, False), (7, 192, False)]):
+        layers.append({"name": f"l{i}", "kind": "conv", "lut_estimate": 0, "ff_estimate": 0,
+                       "memories": [{"name": "m", "depth": d, "width": w, "rom": rom}]})
+    samples = [(l, None, dev, sum(p.blocks for p in place_layer_memories(l, None, dev, true)))
+               for l in layers]
+    assert len({s[3] > 0 for s in samples}) == 2          # some in block RAM, some not
+    cost, ram_cost, err = fit_memory_cost(samples, dict(base, block_cost=64.0,
+                                                        logic_cost_ram=0.0625))
+    assert err == 0
+    fitted = dict(base, block_cost=cost, logic_cost_ram=ram_cost)
+    for l, _, _, blocks in samples:
+        assert sum(p.blocks for p in place_layer_memories(l, None, dev, fitted)) == blocks
