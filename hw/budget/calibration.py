@@ -118,14 +118,15 @@ def fit_lut_coefficients(samples: Iterable[tuple[dict[str, float], float]]
 
 
 def fit_ff_scale(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
-    """The FF scale ``ff`` (measured ~ ff * ff_estimate) from ``(estimate, measured)`` pairs by
-    least squares on the relative error (weights 1/measured, floored at 50 FFs). Returns the
-    scale and the mean absolute relative error per sample."""
-    e, m = (np.asarray(v, float) for v in zip(*pairs)) if pairs else (np.zeros(0),) * 2
-    if e.size == 0:
+    """The FF scale ``ff`` (measured ~ ff * ff_estimate) from per-layer ``(estimate, measured)``
+    pairs: the ratio of the sums, so that design totals are unbiased (FFs are dominated by a
+    few wide layers; a per-layer relative fit let the many small ones set the scale). Returns
+    the scale and the mean absolute relative error per sample."""
+    pairs = list(pairs)
+    if not pairs:
         raise ValueError("no samples to fit")
-    w2 = 1.0 / np.maximum(m, 50.0) ** 2
-    scale = float((w2 * e * m).sum() / max((w2 * e * e).sum(), 1e-12))
+    e, m = (np.asarray(v, float) for v in zip(*pairs))
+    scale = float(m.sum() / max(e.sum(), 1e-12))
     err = float(np.mean(np.abs(scale * e - m) / np.maximum(m, 1.0)))
     return scale, err
 
@@ -137,13 +138,13 @@ def fit_memory_cost(samples: list[tuple[dict[str, Any], Any, Device, float]],
                     ram_candidates: Iterable[float] | None = None
                     ) -> tuple[float, float, float]:
     """The ``block_cost`` and ``logic_cost_ram`` that best reproduce the measured block counts
-    (``logic_cost_rom`` stays: only the ratios matter; sum of absolute errors; ties: the pair
-    closest to the current values). ``ram_candidates`` defaults to the current
-    ``logic_cost_ram`` times 1/16 .. 16. Returns (block_cost, logic_cost_ram, total abs
+    (``logic_cost_rom`` and ``ram_depth_granule`` stay: only the ratios matter; sum of absolute
+    errors; ties: the pair closest to the current values). ``ram_candidates`` defaults to the
+    current ``logic_cost_ram`` times 1/16 .. 16. Returns (block_cost, logic_cost_ram, total abs
     error)."""
     ram0 = float(coefs.get("logic_cost_ram", 0.0625))
     if ram_candidates is None:
-        ram_candidates = [ram0 * 2.0 ** e for e in range(-4, 5)]
+        ram_candidates = [ram0 * 2.0 ** (e / 4) for e in range(-16, 17)]
     best: tuple[float, float, float, float] | None = None
     for ram_cost in ram_candidates:
         for cost in candidates:

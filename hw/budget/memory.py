@@ -76,11 +76,21 @@ class MemoryPlacement:
 
 
 def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> MemoryPlacement:
-    """Block RAM or soft logic, by the cheaper cost (the Yosys ``memory_libmap`` rule)."""
+    """Block RAM or soft logic, by the cheaper cost (the Yosys ``memory_libmap`` rule).
+
+    Block RAM when ``blocks * block_cost < width * depth' * logic_cost_rom|ram``, where
+    ``depth'`` is the depth rounded up to ``ram_depth_granule`` for RAMs (the depth of one
+    LUT-RAM cell: 64 on Artix-7, 16 on ECP5; 1 where RAMs in logic are flip-flops) and the
+    plain depth for ROMs."""
     fam = device.family
     n = blocks_for(mem.depth, mem.width, fam.block_shapes)
     bram_cost = n * costs.get("block_cost", 64.0)
-    logic_cost = mem.bits * costs.get("logic_cost_rom" if mem.rom else "logic_cost_ram", 1.0)
+    depth = mem.depth
+    if not mem.rom:
+        granule = max(1, int(costs.get("ram_depth_granule", 1)))
+        depth = -(-depth // granule) * granule
+    logic_cost = mem.width * depth * costs.get("logic_cost_rom" if mem.rom else
+                                               "logic_cost_ram", 1.0)
     if device.capacity["bram"] > 0 and bram_cost < logic_cost:
         return MemoryPlacement(mem, "bram", n * fam.block_unit)
     return MemoryPlacement(mem, "logic", 0.0)
