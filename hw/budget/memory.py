@@ -36,8 +36,13 @@ class Memory:
 
 
 def blocks_for(depth: int, width: int, shapes: tuple[tuple[int, int], ...] | list) -> int:
-    """Fewest blocks of one of the ``(depth, width)`` aspect ratios that hold the memory."""
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+    """Fewest blocks of one of the ``(depth, width)`` aspect ratios that hold the memory. A
+    memory narrower than a shape may also be packed several words per row (``w // width``
+    words, the row picked by the high address bits and the word by a multiplexer): how Yosys
+    fits an 18432 x 1 ROM into one 2048 x 9 RAMB18 / DP16KD, parity bits included."""
+    n = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+    packed = [math.ceil(depth / (d * (w // width))) for d, w in shapes if width < w]
+    return min([n] + packed)
 
 
 def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:

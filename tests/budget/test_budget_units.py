@@ -95,6 +95,10 @@ def test_memory_mapping():
     assert blocks_for(512, 8, ice.family.block_shapes) == 1
     assert blocks_for(256, 17, ice.family.block_shapes) == 2
     assert blocks_for(4096, 2, ice.family.block_shapes) == 2
+    xc7 = get_device("artix7-35t").family.block_shapes
+    assert blocks_for(16384, 1, xc7) == 1
+    assert blocks_for(18432, 1, xc7) == 1          # packed 9 words per 2048 x 9 row
+    assert blocks_for(18433, 1, xc7) == 2
     assert place_memory(Memory("rom", 512, 8, True), ice, c).where == "bram"
     assert place_memory(Memory("rom", 32, 8, True), ice, c).where == "logic"
     a7 = get_device("artix7-35t")
