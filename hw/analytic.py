@@ -33,7 +33,7 @@ DEFAULT_ARITH = ARITHMETICS[0]
 
 __all__ = ["ARITHMETICS", "DEFAULT_ARITH", "LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
            "window_depth", "adder_tree_luts", "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ",
-           "weight_rom_shape", "offset_threshold_bits", "threshold_rom_shape",
+           "weight_rom_shape", "offset_threshold_bits", "offset_sum_max", "threshold_rom_shape",
            "preadd_term_bits", "pool_rowbuf_depth", "PIPELINE_DEPTH",
            "WINDOW_SLACK_PIXELS"]
 
@@ -74,10 +74,22 @@ def weight_rom_shape(g: ConvGeometry, pe: int, simd: int) -> tuple[int, int]:
     return width, depth
 
 
-def offset_threshold_bits(g: ConvGeometry) -> int:
-    """Bits of one threshold as the MVTU stores it: unsigned, on the offset sum
-    ``S' = acc + K`` and clamped to ``[0, acc_max + 1]`` (see :mod:`dupnet.hw.mvtu`)."""
-    return (g.acc_max + 1).bit_length()
+def offset_sum_max(g: ConvGeometry, simd: int, preadd: bool = True) -> int:
+    """Largest offset sum ``S'`` of the ``"xnor"`` MVTU: every term at its complement's maximum,
+    ``2^t - 1`` for a ``t``-bit term (``t = b``, or the pre-sum's width with ``preadd``), over
+    the ``k*k*C'/g`` terms of a window (``g = min(SIMD, w_dup)`` inputs per pre-summed term).
+    Equals ``acc_max`` without pre-add; above it with pre-add (a pre-sum of ``g`` inputs stays
+    below ``2^t - 1``)."""
+    use_pre = preadd and g.w_dup > 1
+    gsize = min(simd, g.w_dup) if use_pre else 1
+    t = preadd_term_bits(g, simd) if use_pre else g.in_bits
+    return (g.window // gsize) * ((1 << t) - 1)
+
+
+def offset_threshold_bits(g: ConvGeometry, simd: int, preadd: bool = True) -> int:
+    """Bits of one threshold as the ``"xnor"`` MVTU stores it (and of its ``S'``
+    accumulators): unsigned, on ``S' = acc + K``, clamped to ``[0, offset_sum_max + 1]``."""
+    return (offset_sum_max(g, simd, preadd) + 1).bit_length()
 
 
 def adder_tree_luts(n: int, width: int) -> int:
@@ -177,8 +189,8 @@ def _check_conv_folding(g: ConvGeometry, pe: int, simd: int) -> None:
                            f"holds whole weight-sharing groups or lies inside one")
 
 
-def threshold_rom_shape(g: ConvGeometry, pe: int, arith: str = DEFAULT_ARITH
-                        ) -> tuple[int, int] | None:
+def threshold_rom_shape(g: ConvGeometry, pe: int, simd: int, arith: str = DEFAULT_ARITH,
+                        preadd: bool = True) -> tuple[int, int] | None:
     """``(depth, width)`` of an MVTU's threshold ROM (hidden layers: ``2^b - 1`` thresholds per
     PE lane; ``"xnor"`` stores them offset, :func:`offset_threshold_bits` wide) or, for an
     ``"xnor"`` last layer, of its offset ROM (``-K`` per lane, ``acc_bits`` wide); None when
@@ -188,7 +200,7 @@ def threshold_rom_shape(g: ConvGeometry, pe: int, arith: str = DEFAULT_ARITH
         return None
     if g.act_bits is None:
         return (nf, pe * g.acc_bits) if arith == "xnor" else None
-    tb = offset_threshold_bits(g) if arith == "xnor" else g.threshold_bits
+    tb = offset_threshold_bits(g, simd, preadd) if arith == "xnor" else g.threshold_bits
     return nf, pe * g.n_thresholds * tb
 
 
@@ -225,7 +237,7 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
     if arith == "xnor":
         # compressor, accumulator; thresholds on S' (or the last layer's -K start)
         per_pe = compressor_luts(terms, term_bits) + acc
-        thr_bits = offset_threshold_bits(g)
+        thr_bits = offset_threshold_bits(g, simd, use_pre)
     else:
         if use_pre:
             per_pe_tree = adder_tree_luts(terms, term_bits) + terms * term_bits * (terms == 1)
@@ -251,7 +263,7 @@ def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
     if not g.is_last and nf > 1:
         ff += 2 * g.out_channels * out_bits  # gather buffer + output register
     # threshold ROM (hidden layers) or, xnor last layer, the per-neuron offset ROM (-K)
-    thr_rom = threshold_rom_shape(g, pe, arith)
+    thr_rom = threshold_rom_shape(g, pe, simd, arith, use_pre)
     thr_rom = thr_rom[0] * thr_rom[1] if thr_rom else 0
     depth = window_depth(g.k, g.width)
     return LayerModel(

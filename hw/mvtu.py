@@ -13,8 +13,10 @@ Arithmetic (``arith``), with weights in {-1, +1} and unsigned ``b``-bit inputs:
   compressor (:mod:`dupnet.hw.compressor`) into ``S' = acc + K``, where the offset
   ``K = (2^b - 1) * (number of -1 weights the neuron applies)`` is a constant of the neuron.
   Hidden layers compare ``S'`` with thresholds shifted by ``K`` (unsigned, clamped to
-  ``[0, acc_max + 1]``, so the comparison is the same); the last layer starts its accumulator
-  at ``-K``. No all-input sum and no ``2S - T`` subtraction are needed.
+  ``[0, offset_sum_max + 1]``, so the comparison is the same); the last layer starts its
+  accumulator at ``-K`` (``acc_bits`` wide: partial sums may wrap, the final value fits and
+  two's complement addition is exact modulo ``2^acc_bits``). No all-input sum and no
+  ``2S - T`` subtraction are needed.
 * ``"gated"``: ``sum(w*x) = 2*S - T`` where ``S`` is the sum of the inputs whose weight bit is 1
   (AND gates and an unsigned carry-chain adder tree per PE) and ``T`` the sum of all inputs (one
   tree shared by every PE).
@@ -34,7 +36,8 @@ from amaranth.lib.wiring import In, Out
 
 from dupnet.sw.config import ConvGeometry
 
-from .analytic import ARITHMETICS, DEFAULT_ARITH, offset_threshold_bits, weight_rom_shape
+from .analytic import (ARITHMETICS, DEFAULT_ARITH, offset_sum_max, offset_threshold_bits,
+                       preadd_term_bits, weight_rom_shape)
 from .compressor import compress_heap, heap_of_terms
 
 __all__ = ["MVTU", "adder_tree", "weight_rom_images"]
@@ -228,7 +231,12 @@ class MVTU(wiring.Component):
             # K per neuron: every stored -1 bit is applied w_dup/gsize times to a term of
             # term_bits bits, each adding 2^term_bits - 1 to S'
             offsets = (self.neg_unique * (g.w_dup // gsize) * ((1 << term_bits) - 1)).tolist()
-            assert all(0 <= k <= g.acc_max for k in offsets)
+            # S' in [0, s_max]: above acc_max with pre-add (the complement is over the
+            # pre-sum's full width), so S' and its thresholds get their own width
+            s_max = offset_sum_max(g, SIMD, self.preadd)
+            assert term_bits == (preadd_term_bits(g, SIMD) if self.preadd else b)
+            assert all(0 <= k <= s_max for k in offsets)
+            sbits = s_max.bit_length()
         S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
         T = Signal(sbits)
         init = [Const(0, 1)] * PE
@@ -298,10 +306,9 @@ class MVTU(wiring.Component):
             nt = g.n_thresholds
             thr = self.thresholds
             if xnor:
-                # thresholds on S' = acc + K, clamped to [0, acc_max + 1]: unsigned compares
-                tb = offset_threshold_bits(g)
-                thr = np.clip(thr + np.asarray(offsets, dtype=np.int64)[:, None], 0,
-                              g.acc_max + 1)
+                # thresholds on S' = acc + K, clamped to [0, s_max + 1]: unsigned compares
+                tb = offset_threshold_bits(g, SIMD, self.preadd)
+                thr = np.clip(thr + np.asarray(offsets, dtype=np.int64)[:, None], 0, s_max + 1)
                 tshape = unsigned(tb)
             else:
                 tb = g.threshold_bits

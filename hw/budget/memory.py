@@ -61,7 +61,8 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
         pe, simd = int(layer["pe"]), int(layer["simd"])
         w, d = weight_rom_shape(g, pe, simd)
         out += [Memory(f"w_rom{p}", d, w, True) for p in range(pe)]
-        t = threshold_rom_shape(g, pe, layer.get("arith", DEFAULT_ARITH))
+        t = threshold_rom_shape(g, pe, simd, layer.get("arith", DEFAULT_ARITH),
+                                bool(layer.get("preadd", True)))
         if t is not None:
             out.append(Memory("t_rom" if g.act_bits is not None else "k_rom", t[0], t[1], True))
         out.append(Memory("linebuf", window_depth(g.k, g.width), g.in_channels * g.in_bits,

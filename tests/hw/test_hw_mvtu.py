@@ -107,24 +107,30 @@ def test_thresholds_negative_zero_saturating(arith):
     run_mvtu(g, pe=2, simd=2, thresholds=t, seed=3, arith=arith)
 
 
+@pytest.mark.parametrize("w_dup,preadd", [(1, True), (2, True), (4, True), (4, False)])
 @pytest.mark.parametrize("sign", [1, -1])
 @pytest.mark.parametrize("arith", ["xnor", "gated"])
-def test_worst_case_accumulator(sign, arith):
-    g = geom(k=3, h=3, w=3, c_in=4, c_out=2, in_bits=8, act_bits=None)
+def test_worst_case_accumulator(sign, arith, w_dup, preadd):
+    """Every input at its maximum, every weight of one sign: the last layer reaches
+    +-acc_max. With pre-add the xnor datapath's offset sum goes above acc_max (the complement
+    of a pre-sum is over its full width): its accumulators must still hold it."""
+    g = geom(k=3, h=3, w=3, c_in=4, c_out=2, w_dup=w_dup, in_bits=8, act_bits=None)
     x = np.full((1, 3, 3, 4), 255)
-    w = np.full((2, 3, 3, 4), sign, dtype=np.int8)
-    acc = run_mvtu(g, pe=2, simd=4, x=x, weights=w, stall=0.1, arith=arith)
+    w = np.full((2, 3, 3, g.c_unique), sign, dtype=np.int8)
+    acc = run_mvtu(g, pe=2, simd=4, x=x, weights=w, stall=0.1, arith=arith, preadd=preadd)
     assert acc[0, 1, 1, 0] == sign * g.acc_max      # the centre pixel reaches the bound
 
 
+@pytest.mark.parametrize("w_dup,simd", [(1, 2), (2, 2), (2, 4), (4, 4)])
 @pytest.mark.parametrize("arith", ["xnor", "gated"])
-def test_worst_case_thresholds_at_bounds(arith):
-    g = geom(k=3, h=3, w=3, c_in=2, c_out=2, in_bits=2, act_bits=2)
-    x = np.full((1, 3, 3, 2), 3)
-    w = np.array([np.full((3, 3, 2), 1), np.full((3, 3, 2), -1)], dtype=np.int8)
+def test_worst_case_thresholds_at_bounds(arith, w_dup, simd):
+    g = geom(k=3, h=3, w=3, c_in=4, c_out=2, w_dup=w_dup, in_bits=2, act_bits=2)
+    x = np.full((1, 3, 3, 4), 3)
+    w = np.array([np.full((3, 3, g.c_unique), 1), np.full((3, 3, g.c_unique), -1)],
+                 dtype=np.int8)
     t = np.array([[g.acc_max - 1, g.acc_max, g.acc_max + 1],
                   [-g.acc_max, -g.acc_max + 1, g.acc_max + 1]])
-    run_mvtu(g, pe=1, simd=2, x=x, weights=w, thresholds=t, stall=0.1, arith=arith)
+    run_mvtu(g, pe=1, simd=simd, x=x, weights=w, thresholds=t, stall=0.1, arith=arith)
 
 
 def test_rejects_incompatible_simd():
