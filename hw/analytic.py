@@ -31,7 +31,8 @@ from dupnet.sw.config import (ConvGeometry, NetworkConfig, PoolGeometry, ceil_di
 ARITHMETICS = ("xnor", "gated", "addsub")
 DEFAULT_ARITH = ARITHMETICS[0]
 
-__all__ = ["ARITHMETICS", "DEFAULT_ARITH", "LayerModel", "PipelineModel", "layer_model", "pool_model", "pipeline_model",
+__all__ = ["ARITHMETICS", "DEFAULT_ARITH", "LayerModel", "PipelineModel", "layer_model",
+           "pool_model", "pipeline_model",
            "window_depth", "adder_tree_luts", "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ",
            "weight_rom_shape", "offset_threshold_bits", "offset_sum_max", "threshold_rom_shape",
            "preadd_term_bits", "pool_rowbuf_depth", "PIPELINE_DEPTH",

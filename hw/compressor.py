@@ -53,16 +53,8 @@ class XnorPair:
     x: Value
     w: Value
 
-    @property
-    def inputs(self) -> int:
-        return 2
-
     def value(self) -> Value:
         return ~(self.x ^ self.w)
-
-
-def _inputs(item) -> int:
-    return item.inputs if isinstance(item, XnorPair) else 1
 
 
 def _bit(item) -> Value:
@@ -104,7 +96,8 @@ def _count_logic(bits: list[Value]) -> list[Value]:
 
 
 def _counter(m: Module, items: list, name: str) -> list[Signal]:
-    """Count the (XNOR-resolved) bits of ``items``; one kept output signal per result bit."""
+    """Count the (XNOR-resolved) bits of ``items``; one output signal (one LUT) per result
+    bit."""
     width = len(items).bit_length()
     logic = _count_logic([_bit(it) for it in items])
     outs = []

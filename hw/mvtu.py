@@ -39,6 +39,7 @@ from dupnet.sw.config import ConvGeometry
 from .analytic import (ARITHMETICS, DEFAULT_ARITH, offset_sum_max, offset_threshold_bits,
                        preadd_term_bits, weight_rom_shape)
 from .compressor import compress_heap, heap_of_terms
+from .reference import pack_lanes
 
 __all__ = ["MVTU", "adder_tree", "weight_rom_images"]
 
@@ -89,9 +90,9 @@ class MVTU(wiring.Component):
         Pre-add the inputs sharing a weight bit (only matters when w_dup > 1).
     arith : str
         Datapath arithmetic, one of :data:`dupnet.hw.analytic.ARITHMETICS` (see the module
-        docstring): ``"xnor"``
-        (default, offset form and a LUT6 compressor), ``"gated"`` (``2*S - T`` with carry-chain
-        adder trees) or ``"addsub"`` (the naive signed tree the LUT benchmark compares with).
+        docstring): ``"xnor"`` (default, offset form and a LUT6 compressor), ``"gated"``
+        (``2*S - T`` with carry-chain adder trees) or ``"addsub"`` (the naive signed tree the
+        LUT benchmark compares with).
     frame_beats : int or None
         For the last layer: output beats per frame; the beat that ends a frame has ``last``
         set. None: the payload has no ``last`` bit (hidden layers).
@@ -238,7 +239,6 @@ class MVTU(wiring.Component):
             assert all(0 <= k <= s_max for k in offsets)
             sbits = s_max.bit_length()
         S = [Signal(sbits, name=f"s{p}") for p in range(PE)]
-        T = Signal(sbits)
         init = [Const(0, 1)] * PE
         if xnor and g.act_bits is None:
             # last layer: the accumulator starts at -K of the neuron in the pipeline
@@ -247,8 +247,8 @@ class MVTU(wiring.Component):
                 init = [Const(-offsets[p], signed(acc_bits)) for p in range(PE)]
             else:
                 kw = PE * acc_bits
-                words = [sum(((-offsets[n * PE + p]) & ((1 << acc_bits) - 1)) << (p * acc_bits)
-                             for p in range(PE)) for n in range(self.nf)]
+                words = [pack_lanes([-k for k in offsets[n * PE:(n + 1) * PE]], acc_bits)
+                         for n in range(self.nf)]
                 m.submodules.k_rom = k_rom = Memory(shape=unsigned(kw), depth=self.nf,
                                                     init=words)
                 krp = k_rom.read_port()
@@ -256,6 +256,7 @@ class MVTU(wiring.Component):
                 init = [krp.data[p * acc_bits:(p + 1) * acc_bits].as_signed()
                         for p in range(PE)]
         if not xnor:
+            T = Signal(sbits)
             t_sum = adder_tree(lanes)
             t_chunk = Signal(t_sum.shape(), name="t_chunk")
             m.d.comb += t_chunk.eq(t_sum)
@@ -318,13 +319,9 @@ class MVTU(wiring.Component):
                 tvals = [[Const(int(thr[p, t]), tshape) for t in range(nt)] for p in range(PE)]
             else:
                 word = PE * nt * tb
-                words = []
-                for n in range(self.nf):
-                    v = 0
-                    for p in range(PE):
-                        for t in range(nt):
-                            v |= (int(thr[n * PE + p, t]) & ((1 << tb) - 1)) << ((p * nt + t) * tb)
-                    words.append(v)
+                # word n: lane (p, t) at [(p*nt + t)*tb +: tb]
+                words = [pack_lanes(thr[n * PE:(n + 1) * PE].reshape(-1), tb)
+                         for n in range(self.nf)]
                 m.submodules.t_rom = t_rom = Memory(shape=unsigned(word), depth=self.nf,
                                                     init=words)
                 trp = t_rom.read_port()
