@@ -93,18 +93,15 @@ def synth_xilinx_cells(component, top: str, weight_rom_style: str | None = None
     import re
 
     from amaranth.back import rtlil
+
+    from .budget.parsers import parse_stat_json
     il = rtlil.convert(component, name=top, emit_src=False)
     style = (f'setattr -set rom_style "{weight_rom_style}" m:*w_rom*\n'
              if weight_rom_style else "")
     script = (f"read_rtlil design.il\n{KEEP_STAGES}\n{style}synth_xilinx -flatten -top {top}\n"
-              f"{FLATTEN_STAGES}\ntee -o stat.txt stat\n")
-    _, outs = run_yosys(script, {"design.il": il}, ["stat.txt"])
-    cells: dict[str, int] = {}
-    for mo in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?\$?(\w+)\s*$", outs["stat.txt"], re.M):
-        cells[mo.group(2)] = cells.get(mo.group(2), 0) + int(mo.group(1))
-    if not cells:     # older stat layout: "     CELLNAME     count"
-        for mo in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", outs["stat.txt"], re.M):
-            cells[mo.group(1)] = cells.get(mo.group(1), 0) + int(mo.group(2))
+              f"{FLATTEN_STAGES}\ntee -q -o stat.json stat -json\n")
+    _, outs = run_yosys(script, {"design.il": il}, ["stat.json"])
+    cells = parse_stat_json(outs["stat.json"], top=top).total()
     cells["LUT"] = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
     cells["LUTRAM"] = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64",
                                                                       "RAM128", "RAM256")))
