@@ -4,7 +4,7 @@
 1. Analytic vs measured LUT and BRAM for dupnet-demo and dupnet-tinier-yolo (random
    artifacts, the `dupnet rtl` default folding) on all three targets. Target: calibrated
    analytic error within 15%. Printed beside the baseline measured in the same run: the
-   uncalibrated model (raw LUT6 ``lut_estimate``, default memory costs).
+   uncalibrated model (raw LUT6 ``lut_estimate`` and FF estimate; the memory rule as calibrated).
 2. Report time for dupnet-demo on three targets: cold (empty cache) and cached.
 
 ``--calibrate`` fits the calibration coefficients (per family: NNLS of the per-layer measured
@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from dupnet.hw.budget.calibration import (calibrated_layer, fit_ff_scale, fit_lut_coefficients,
+from dupnet.hw.budget.calibration import (fit_ff_scale, fit_lut_coefficients,
                                           fit_memory_cost, layer_features, load_calibration,
                                           write_calibration)
 from dupnet.hw.budget.devices import parse_targets
-from dupnet.hw.budget.report import build_report, design_input_from_generated
+from dupnet.hw.budget.report import build_report, calibrated_totals, design_input_from_generated
 from dupnet.hw.folding import auto_folding
 from dupnet.hw.generate import generate_verilog
 from dupnet.sw.config import load_config, network_geometry
@@ -62,18 +62,8 @@ def errors_table(reports: dict[str, dict], calib: dict, label: str) -> list[floa
         geoms = {g.name: g for g in network_geometry(design.config)}
         for t in rep["targets"]:
             dev = rep["_devices"][t["name"]]
-            lut = bram = ff = 0.0
-            for l in design.model["layers"]:
-                e = calibrated_layer(l, geoms.get(l["name"]), dev, calib)
-                lut += e.lut
-                bram += e.bram
-                ff += e.ff
-            glue = float(design.model["lut_estimate"]) - sum(
-                float(l["lut_estimate"]) for l in design.model["layers"])
-            glue_ff = float(design.model["ff_estimate"]) - sum(
-                float(l["ff_estimate"]) for l in design.model["layers"])
-            lut += calib[dev.family.name].get("logic", 1.0) * glue
-            ff += calib[dev.family.name].get("ff", 1.0) * glue_ff
+            tot, _ = calibrated_totals(design.model, geoms, dev, calib)
+            lut, bram, ff = tot["lut"], tot["bram"], tot["ff"]
             m = t["synth"]["resources"]
             el = 100 * (lut - m["lut"]) / m["lut"]
             eb = 100 * (bram - m["bram"]) / m["bram"] if m["bram"] else (0.0 if bram == 0

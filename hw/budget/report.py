@@ -267,12 +267,8 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
             for r in RESOURCES:
                 target[r] += res.get(r, 0.0) * mult
     lrows = []
-    est_tot = {"lut": 0.0, "ff": 0.0, "bram": 0.0}
-    for l in layers:
-        e = calibrated_layer(l, geoms.get(l["name"]), d, calib)
-        est_tot["lut"] += e.lut
-        est_tot["ff"] += e.ff
-        est_tot["bram"] += e.bram
+    est_tot, ests = calibrated_totals(design.model, geoms, d, calib)
+    for l, e in zip(layers, ests):
         m = measured_layers[l["name"]] if hier is not None else None
         lrows.append({
             "name": l["name"], "kind": l["kind"],
@@ -285,10 +281,6 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
                           "width": p.memory.width, "rom": p.memory.rom, "where": p.where,
                           "blocks": p.blocks} for p in e.placements],
         })
-    gl, gf = glue_estimate(_extra(design.model, "lut"),
-                           _extra(design.model, "ff"), d, calib)
-    est_tot["lut"] += gl
-    est_tot["ff"] += gf
     errors = {"lut_pct": _num(pct_error(est_tot["lut"], used["lut"])),
               "ff_pct": _num(pct_error(est_tot["ff"], used["ff"])),
               "bram_pct": _num(pct_error(est_tot["bram"], used["bram"])),
@@ -318,6 +310,17 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
         out["fit"]["over"] = sorted(set(out["fit"]["over"]) | {"lut"})
     out["advice"] = [] if out["fit"]["fits"] else advise(design, d, out, calib, all_devices)
     return out
+
+
+def calibrated_totals(model: dict[str, Any], geoms: dict[str, Any], d: Device,
+                      calib: dict[str, Any]) -> tuple[dict[str, float], list[Any]]:
+    """Calibrated analytic totals (``lut``, ``ff``, ``bram``) of a pipeline model on ``d``,
+    top-level glue included, and the per-layer estimates (``LayerEstimate``, layer order)."""
+    ests = [calibrated_layer(l, geoms.get(l["name"]), d, calib)
+            for l in model.get("layers", [])]
+    gl, gf = glue_estimate(_extra(model, "lut"), _extra(model, "ff"), d, calib)
+    return ({"lut": sum(e.lut for e in ests) + gl, "ff": sum(e.ff for e in ests) + gf,
+             "bram": sum(e.bram for e in ests)}, ests)
 
 
 def _extra(model: dict[str, Any], what: str) -> float:
