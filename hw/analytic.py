@@ -388,17 +388,15 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
                    preadd: bool | None = None) -> PipelineModel:
     """Analytic model of the whole pipeline for a folding (:class:`~dupnet.hw.folding.Folding`
     or a plain ``{name: (pe, simd)}`` mapping)."""
-    from .folding import Folding, FoldingError, validate_folding
+    from .folding import Folding, check_pixels_per_beat, validate_folding
     cfg = _config_of(artifact_or_config)
     if not isinstance(folding, Folding):
         folding = Folding(dict(folding))
     validate_folding(cfg, folding)
     if preadd is None:
         preadd = folding.preadd
+    check_pixels_per_beat(cfg, pixels_per_beat)
     hw_pixels = cfg.input_height * cfg.input_width
-    if pixels_per_beat < 1 or hw_pixels % pixels_per_beat:
-        raise FoldingError(f"pixels_per_beat ({pixels_per_beat}) must divide the "
-                           f"{cfg.input_height}x{cfg.input_width} = {hw_pixels} pixels of a frame")
     layers: list[LayerModel] = []
     for g in network_geometry(cfg):
         if isinstance(g, ConvGeometry):

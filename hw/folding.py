@@ -26,6 +26,7 @@ from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, netwo
 from .analytic import ARITHMETICS, DEFAULT_ARITH
 
 __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding", "auto_folding",
+           "check_pixels_per_beat",
            "folding_candidates", "divisors", "min_layer_cycles"]
 
 
@@ -146,6 +147,17 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
             raise FoldingError(f"{where}: {e}") from None
 
 
+def check_pixels_per_beat(config: NetworkConfig, pixels_per_beat: Any) -> None:
+    """:class:`FoldingError` unless ``pixels_per_beat`` is a positive integer dividing the
+    ``H*W`` pixels of a frame."""
+    hw_pixels = config.input_height * config.input_width
+    if isinstance(pixels_per_beat, bool) or not isinstance(pixels_per_beat, int) \
+            or pixels_per_beat < 1 or hw_pixels % pixels_per_beat:
+        raise FoldingError(f"pixels_per_beat ({pixels_per_beat!r}) must be a positive integer "
+                           f"dividing the {config.input_height}x{config.input_width} = "
+                           f"{hw_pixels} pixels of a frame")
+
+
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -202,12 +214,7 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     from .analytic import pipeline_model
     if (target_cycles is None) == (lut_budget is None):
         raise FoldingError("auto folding needs exactly one of target_cycles and lut_budget")
-    hw_pixels = config.input_height * config.input_width
-    if isinstance(pixels_per_beat, bool) or not isinstance(pixels_per_beat, int) \
-            or pixels_per_beat < 1 or hw_pixels % pixels_per_beat:
-        raise FoldingError(f"pixels_per_beat ({pixels_per_beat!r}) must be a positive integer "
-                           f"dividing the {config.input_height}x{config.input_width} = "
-                           f"{hw_pixels} pixels of a frame")
+    check_pixels_per_beat(config, pixels_per_beat)
     geoms = conv_geometries(config)
     fixed, fixed_what = _fixed_min_cycles(config, pixels_per_beat)
 

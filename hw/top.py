@@ -14,7 +14,7 @@ from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import ConvGeometry, PoolGeometry, network_geometry
 
 from .adapters import Gather, Unpack
-from .folding import Folding, FoldingError, validate_folding
+from .folding import Folding, check_pixels_per_beat, validate_folding
 from .mvtu import MVTU
 from .pool import MaxPool
 from .window import WindowUnit
@@ -73,12 +73,7 @@ class DupNetAccelerator(wiring.Component):
         if not isinstance(folding, Folding):
             folding = Folding(dict(folding))
         validate_folding(cfg, folding)
-        hw = cfg.input_height * cfg.input_width
-        if isinstance(pixels_per_beat, bool) or not isinstance(pixels_per_beat, int) \
-                or pixels_per_beat < 1 or hw % pixels_per_beat:
-            raise FoldingError(f"pixels_per_beat ({pixels_per_beat}) must be a positive integer "
-                               f"dividing the {cfg.input_height}x{cfg.input_width} = {hw} pixels "
-                               f"of a frame")
+        check_pixels_per_beat(cfg, pixels_per_beat)
         self.artifact, self.folding = artifact, folding
         self.pixels_per_beat, self.probes = pixels_per_beat, probes
         self.preadd = folding.preadd if preadd is None else preadd
