@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
-__all__ = ["stream_put", "stream_get", "put_all", "get_n", "idle", "run_sim",
+__all__ = ["stream_put", "stream_get", "put_all", "get_n", "get_n_periodic", "idle", "run_sim",
            "stream_put_stall", "stream_get_stall"]
 
 
@@ -80,6 +80,25 @@ async def get_n(ctx, stream, n: int, stall: float = 0.0,
     for _ in range(n):
         out.append(await stream_get_stall(ctx, stream, stall, rng))
     return out
+
+
+async def get_n_periodic(ctx, stream, n: int, period: int, phase: int = 0
+                         ) -> tuple[list[Any], int]:
+    """Receive ``n`` beats with ``ready`` high in the first cycle, then only in the cycles
+    ``c`` where ``c % period == phase`` (a consumer that takes one beat per ``period`` cycles).
+    Returns the payloads and the cycle (counted from the call) of the last transfer."""
+    got = []
+    cycle = 0
+    ctx.set(stream.ready, 1)
+    async for _, _, valid, ready, payload in ctx.tick().sample(stream.valid, stream.ready,
+                                                               stream.payload):
+        if valid and ready:
+            got.append(payload)
+            if len(got) == n:
+                return got, cycle
+        cycle += 1
+        ctx.set(stream.ready, cycle % period == phase)
+    raise AssertionError("unreachable: the tick loop ends only with the simulation")
 
 
 class _ClockedWrapper(Elaboratable):

@@ -7,7 +7,7 @@ import pytest
 from dupnet.hw.analytic import PIPELINE_DEPTH
 from dupnet.hw.mvtu import MVTU
 from dupnet.hw.reference import pack_lanes, unpack_lanes, window_chunks
-from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
 from dupnet.sw.config import ConvGeometry
 from dupnet.sw.golden import conv_acc, threshold
 
@@ -163,17 +163,9 @@ def test_backpressure_absorbed_while_accumulating():
         await put_all(ctx, dut.i, ins)
 
     async def consumer(ctx):
-        cycle = 0
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready,
-                                                                   dut.o.payload):
-            if valid and ready:
-                got.append(payload)
-                if len(got) == len(expected):
-                    end.append(cycle)
-                    return
-            cycle += 1
-            ctx.set(dut.o.ready, cycle % period == 0)
+        payloads, last = await get_n_periodic(ctx, dut.o, len(expected), period)
+        got.extend(payloads)
+        end.append(last)
 
     run_sim(dut, [producer], [consumer], max_cycles=4 * len(ins) + 1000)
     assert got == expected

@@ -6,7 +6,7 @@ import pytest
 
 from dupnet.hw.pool import MaxPool
 from dupnet.hw.reference import pixel_beats, unpack_lanes
-from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
 from dupnet.sw.golden import maxpool
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -68,17 +68,9 @@ def pool_throughput(h, w, c, bits, stride, frames, period, phase=0, seed=0):
         await put_all(ctx, dut.i, pixel_beats(x, bits))
 
     async def consumer(ctx):
-        cycle = 0
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready,
-                                                                   dut.o.payload):
-            if valid and ready:
-                got.append(payload)
-                if len(got) == len(expected):
-                    end.append(cycle)
-                    return
-            cycle += 1
-            ctx.set(dut.o.ready, cycle % period == phase)
+        payloads, last = await get_n_periodic(ctx, dut.o, len(expected), period, phase)
+        got.extend(payloads)
+        end.append(last)
 
     run_sim(dut, [producer], [consumer], max_cycles=period * 4 * len(expected) + 1000)
     assert got == expected
