@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: install test demo sim bench lint clean
+.PHONY: install test demo sim bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

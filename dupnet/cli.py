@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from . import __version__
 from .errors import DupnetError
@@ -16,8 +17,24 @@ from .errors import DupnetError
 COMMANDS = ["table", "init", "train", "eval", "export", "detect", "rtl", "sim", "report", "flow"]
 
 
+class CommandImportError(DupnetError):
+    """A command module in :data:`COMMANDS` is missing or fails to import: a broken install or
+    a bug, reported with the module's name and the exception instead of hiding the command."""
+
+
 def _load(name: str):
-    return importlib.import_module(f"dupnet.commands.{name}")
+    module = f"dupnet.commands.{name}"
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of a command module is reported
+        where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        at = f" (at {where.filename}:{where.lineno})" if where else ""
+        raise CommandImportError(f"command module {module} failed to import: "
+                                 f"{type(e).__name__}: {e}{at}") from e
+    missing = [a for a in ("HELP", "add_arguments", "run") if not hasattr(mod, a)]
+    if missing:
+        raise CommandImportError(f"command module {module} lacks {', '.join(missing)}")
+    return mod
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,12 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dupnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = _load(name)
-        except ModuleNotFoundError as e:
-            if e.name != f"dupnet.commands.{name}":
-                raise
-            continue  # not built yet
+        mod = _load(name)
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
@@ -47,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     # before torch loads: OpenMP's default busy-waiting makes 2 threads on contended cores
     # several times slower (measured in docs/training.md)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except CommandImportError as e:
+        print(f"dupnet: error: {e}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -20,7 +20,6 @@ its message and keeps everything produced so far (rerun to retry from that step)
 from __future__ import annotations
 
 import dataclasses
-import html
 import io
 import json
 import sys
@@ -33,7 +32,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DupnetError
-from .sw.artifact import atomic_write_bytes
+from .files import atomic_write_bytes
+from .html_page import escape as esc, page, table
 
 __all__ = ["FlowOptions", "run_flow", "STEPS", "FlowError"]
 
@@ -93,7 +93,7 @@ class _Ctx:
         return self.cache["folding"]
 
     def test_images(self, n: int):
-        from .sw.train import load_split
+        from .sw.data import load_split
         ds = load_split(self.config(), self.opts.data, "test", n=n)
         samples = [ds[i] for i in range(min(n, len(ds)))]
         return np.stack([s.image for s in samples]).astype(np.uint8), samples
@@ -103,7 +103,8 @@ class _Ctx:
 # Steps
 
 def _step_train(ctx: _Ctx) -> dict[str, Any]:
-    from .sw.train import TrainOptions, checkpoint_path, train
+    from .sw.checkpoint import checkpoint_path
+    from .sw.train import TrainOptions, train
     o = ctx.opts
     opts = TrainOptions()
     changes = {"data": o.data}
@@ -131,15 +132,15 @@ def _metrics_dict(m) -> dict[str, Any]:
 
 
 def _step_evaluate(ctx: _Ctx) -> dict[str, Any]:
-    from .sw.train import evaluate_path
+    from .sw.evaluation import evaluate_path
     _, _, m = evaluate_path(ctx.run / "train", data=ctx.opts.data, n=ctx.opts.n_test)
     return {"pytorch": _metrics_dict(m)}
 
 
 def _step_export(ctx: _Ctx) -> dict[str, Any]:
+    from .sw.checkpoint import checkpoint_path
     from .sw.config import conv_geometries
     from .sw.export import export_checkpoint
-    from .sw.train import checkpoint_path
     art = export_checkpoint(checkpoint_path(ctx.run / "train"))
     art.save(ctx.run / "model.dupnet")
     ctx.cache["artifact"] = art
@@ -152,8 +153,9 @@ def _step_export(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _step_equivalence(ctx: _Ctx) -> dict[str, Any]:
+    from .sw.checkpoint import load_run
     from .sw.equivalence import compare_with_golden, equivalence_ok
-    from .sw.train import evaluate_path, load_run
+    from .sw.evaluation import evaluate_path
     _, model = load_run(ctx.run / "train")
     images, _ = ctx.test_images(32)
     rep = compare_with_golden(model, ctx.artifact(), images)
@@ -171,7 +173,7 @@ def _step_equivalence(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _step_rtl(ctx: _Ctx) -> dict[str, Any]:
-    from .hw.folding import choose_folding
+    from .hw.autofold import choose_folding
     from .hw.generate import generate_verilog, write_design
     from .hw.lint import lint_verilog
     art = ctx.artifact()
@@ -395,31 +397,39 @@ def run_flow(opts: FlowOptions, only_until: str | None = None) -> dict[str, Any]
 # ----------------------------------------------------------------------------------------------
 # index.html
 
-def _esc(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    h = "".join(f"<th>{_esc(c)}</th>" for c in head)
-    b = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+_INDEX_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+                "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+                "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:"
+                "left}figure{display:inline-block;margin:8px}img{image-rendering:pixelated;"
+                "margin:2px}")
 
 
 def _render_index(ctx: _Ctx) -> str:
+    """``RUN/index.html``: every step's figures as this run measured them."""
+    cfg = ctx.config()
+    parts = [f"<h1>DupNet flow: {esc(cfg.name)}</h1>",
+             f"<p>{esc(cfg.description)} &mdash; run folder <code>{esc(ctx.run)}</code>. "
+             "Every figure below was measured by this run.</p>"]
+    for section in (_index_steps, _index_accuracy, _index_accelerator, _index_simulation,
+                    _index_budget, _index_detections):
+        parts += section(ctx)
+    return page(f"DupNet flow {cfg.name}", parts, _INDEX_STYLE)
+
+
+def _index_steps(ctx: _Ctx) -> list[str]:
+    """Status and time of every step."""
+    steps = ctx.state["steps"]
+    rows = [[n, steps.get(n, {}).get("status", "-"), f"{steps.get(n, {}).get('seconds', 0):.1f} s",
+             w] for n, w, _ in STEPS]
+    return ["<h2>Steps</h2>", table(["step", "status", "time", "what"], rows)]
+
+
+def _index_accuracy(ctx: _Ctx) -> list[str]:
+    """The paper-style table (size, compute, AP) and the golden-vs-PyTorch comparison."""
     from .sw.config import load_config
     from .sw.table import network_cost
-    s = ctx.summary
     cfg = ctx.config()
-    parts = [f"<h1>DupNet flow: {_esc(cfg.name)}</h1>",
-             f"<p>{_esc(cfg.description)} &mdash; run folder <code>{_esc(ctx.run)}</code>. "
-             "Every figure below was measured by this run.</p>"]
-    # steps
-    rows = [[n, ctx.state["steps"].get(n, {}).get("status", "-"),
-             f"{ctx.state['steps'].get(n, {}).get('seconds', 0):.1f} s", w]
-            for n, w, _ in STEPS]
-    parts += ["<h2>Steps</h2>", _table(["step", "status", "time", "what"], rows)]
-    # paper-style table
-    ev, eq = s("evaluate"), s("equivalence")
+    ev, eq = ctx.summary("evaluate"), ctx.summary("equivalence")
     ap_t = ev.get("pytorch", {}).get("ap")
     ap_g = eq.get("golden_metrics", {}).get("ap")
     rows = []
@@ -434,73 +444,82 @@ def _render_index(ctx: _Ctx) -> str:
                      f"{ap_t:.3f} (PyTorch), {ap_g:.3f} (golden)" if name == cfg.name
                      and ap_t is not None and ap_g is not None else
                      "not trained by this flow (see scripts/bench_train.py)"])
-    parts += ["<h2>Size, compute, accuracy</h2>",
-              _table(["network", "weights", "on-chip size", "binary ops/frame",
-                      "float ops/frame", "AP@0.5 (test split)"], rows)]
+    parts = ["<h2>Size, compute, accuracy</h2>",
+             table(["network", "weights", "on-chip size", "binary ops/frame",
+                    "float ops/frame", "AP@0.5 (test split)"], rows)]
     if ev.get("pytorch"):
-        parts.append("<p>PyTorch model metrics: " + _esc(json.dumps(ev["pytorch"])) + "</p>")
+        parts.append("<p>PyTorch model metrics: " + esc(json.dumps(ev["pytorch"])) + "</p>")
     if eq:
         parts.append(f"<p>Golden model vs PyTorch eval on {eq.get('images')} test images: "
                      f"{eq.get('codes'):,} activation codes compared, {eq.get('mismatches')} "
                      f"mismatches, {eq.get('ties')} ties; last-layer accumulators equal: "
                      f"{eq.get('acc_equal')}.</p>")
-    # per-layer cycles
-    rtl = s("rtl")
-    model = rtl.get("model", {})
-    layers = model.get("layers", [])
-    if layers:
-        rows = [[l.get("name"), l.get("kind", ""), l.get("pe", ""), l.get("simd", ""),
-                 f"{l.get('cycles_per_frame', 0):,}", f"{l.get('rom_bits', 0):,}",
-                 f"{l.get('buffer_bits', 0):,}", l.get("lut_estimate", "")]
-                for l in layers]
-        parts += ["<h2>Accelerator (analytic model)</h2>",
-                  f"<p>Bottleneck <b>{_esc(rtl.get('bottleneck_layer'))}</b>: "
-                  f"{rtl.get('cycles_per_frame'):,} cycles/frame; weight ROM bits instantiated "
-                  f"{rtl.get('rom_bits_instantiated'):,}; lint: {_esc(rtl.get('lint'))}. "
-                  f"Verilog: <a href='{_esc(rtl.get('verilog'))}'>{_esc(rtl.get('verilog'))}"
-                  "</a></p>",
-                  _table(["layer", "kind", "PE", "SIMD", "cycles/frame", "ROM bits",
-                          "buffer bits", "LUT est."], rows)]
-    sim = s("simulate")
-    if sim:
-        parts += ["<h2>Simulation (Verilator)</h2>",
-                  f"<p>{sim.get('frames')} frames back to back, every output word equal to the "
-                  f"golden model: <b>{sim.get('ok')}</b>. Cycles/frame measured "
-                  f"{sim.get('measured_frame_cycles')} vs analytic "
-                  f"{sim.get('analytic_frame_cycles')}; first-output latency "
-                  f"{sim.get('measured_latency')} vs {sim.get('analytic_latency')}; "
-                  f"{sim.get('cycles_per_second'):,} cycles/s. "
-                  f"<a href='{_esc(sim.get('log'))}'>log</a></p>"]
-    rep = s("report")
-    if rep:
-        rows = []
-        for t in rep["targets"]:
-            r = t["resources"]
-            rows.append([t["name"], "fits" if t["fits"] else "does not fit", t["binding"],
-                         "-" if t["headroom_pct"] is None else f"{t['headroom_pct']:.1f}%",
-                         *(f"{r[k]['used']:g} / {r[k]['capacity']:g}" if k in r else "-"
-                           for k in ("lut", "ff", "bram", "dsp")),
-                         f"{t['fmax_mhz']:.1f} MHz, {t['fps']:.1f} fps" if t["fmax_mhz"]
-                         else "synthesis only"])
-        files = rep.get("files", {})
-        parts += ["<h2>FPGA budget</h2>",
-                  _table(["target", "fit", "binds first", "headroom", "LUT", "FF", "BRAM",
-                          "DSP", "fmax"], rows),
-                  f"<p>Full report: <a href='{_esc(files.get('html', ''))}'>"
-                  f"{_esc(files.get('html', ''))}</a></p>"]
-    det = s("detections")
-    if det:
-        cells = "".join(
-            f"<figure><img src='detections/{d['image']:02d}_golden.png'>"
-            f"<img src='detections/{d['image']:02d}_rtl.png'><figcaption>image {d['image']}: "
-            f"golden (left) and RTL (right), identical: {d['rtl_identical']}"
-            "</figcaption></figure>" for d in det["images"])
-        parts += ["<h2>Detections</h2>", f"<div class='figs'>{cells}</div>"]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:"
-             "left}figure{display:inline-block;margin:8px}img{image-rendering:pixelated;"
-             "margin:2px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>DupNet flow "
-            f"{_esc(cfg.name)}</title><style>{style}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+    return parts
+
+
+def _index_accelerator(ctx: _Ctx) -> list[str]:
+    """Per-layer folding and cycles of the analytic model, bottleneck and lint."""
+    rtl = ctx.summary("rtl")
+    layers = rtl.get("model", {}).get("layers", [])
+    if not layers:
+        return []
+    rows = [[l.get("name"), l.get("kind", ""), l.get("pe", ""), l.get("simd", ""),
+             f"{l.get('cycles_per_frame', 0):,}", f"{l.get('rom_bits', 0):,}",
+             f"{l.get('buffer_bits', 0):,}", l.get("lut_estimate", "")]
+            for l in layers]
+    return ["<h2>Accelerator (analytic model)</h2>",
+            f"<p>Bottleneck <b>{esc(rtl.get('bottleneck_layer'))}</b>: "
+            f"{rtl.get('cycles_per_frame'):,} cycles/frame; weight ROM bits instantiated "
+            f"{rtl.get('rom_bits_instantiated'):,}; lint: {esc(rtl.get('lint'))}. "
+            f"Verilog: <a href='{esc(rtl.get('verilog'))}'>{esc(rtl.get('verilog'))}</a></p>",
+            table(["layer", "kind", "PE", "SIMD", "cycles/frame", "ROM bits", "buffer bits",
+                   "LUT est."], rows)]
+
+
+def _index_simulation(ctx: _Ctx) -> list[str]:
+    """The Verilator run: equality with the golden model, cycles vs analytic."""
+    sim = ctx.summary("simulate")
+    if not sim:
+        return []
+    return ["<h2>Simulation (Verilator)</h2>",
+            f"<p>{sim.get('frames')} frames back to back, every output word equal to the "
+            f"golden model: <b>{sim.get('ok')}</b>. Cycles/frame measured "
+            f"{sim.get('measured_frame_cycles')} vs analytic "
+            f"{sim.get('analytic_frame_cycles')}; first-output latency "
+            f"{sim.get('measured_latency')} vs {sim.get('analytic_latency')}; "
+            f"{sim.get('cycles_per_second'):,} cycles/s. "
+            f"<a href='{esc(sim.get('log'))}'>log</a></p>"]
+
+
+def _index_budget(ctx: _Ctx) -> list[str]:
+    """Fit, resources and fmax per FPGA target, and a link to the full report."""
+    rep = ctx.summary("report")
+    if not rep:
+        return []
+    rows = []
+    for t in rep["targets"]:
+        r = t["resources"]
+        rows.append([t["name"], "fits" if t["fits"] else "does not fit", t["binding"],
+                     "-" if t["headroom_pct"] is None else f"{t['headroom_pct']:.1f}%",
+                     *(f"{r[k]['used']:g} / {r[k]['capacity']:g}" if k in r else "-"
+                       for k in ("lut", "ff", "bram", "dsp")),
+                     f"{t['fmax_mhz']:.1f} MHz, {t['fps']:.1f} fps" if t["fmax_mhz"]
+                     else "synthesis only"])
+    report_html = esc(rep.get("files", {}).get("html", ""))
+    return ["<h2>FPGA budget</h2>",
+            table(["target", "fit", "binds first", "headroom", "LUT", "FF", "BRAM", "DSP",
+                   "fmax"], rows),
+            f"<p>Full report: <a href='{report_html}'>{report_html}</a></p>"]
+
+
+def _index_detections(ctx: _Ctx) -> list[str]:
+    """The annotated images, golden beside RTL."""
+    det = ctx.summary("detections")
+    if not det:
+        return []
+    cells = "".join(
+        f"<figure><img src='detections/{d['image']:02d}_golden.png'>"
+        f"<img src='detections/{d['image']:02d}_rtl.png'><figcaption>image {d['image']}: "
+        f"golden (left) and RTL (right), identical: {d['rtl_identical']}"
+        "</figcaption></figure>" for d in det["images"])
+    return ["<h2>Detections</h2>", f"<div class='figs'>{cells}</div>"]

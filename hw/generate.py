@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dupnet.sw.artifact import Artifact, atomic_write_bytes
+from dupnet.files import atomic_write_bytes
+from dupnet.sw.artifact import Artifact
 
-from .analytic import pipeline_model
-from .folding import Folding, FoldingError
+from .pipeline import pipeline_model
+from .folded import FoldingError
+from .folding import Folding
 from .lint import waiver_file_text
 from .yosys import rtlil_to_verilog
 
@@ -85,10 +87,10 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
         "clk": 1, "rst": 1,
         "i__valid": 1, "i__ready": 1,
         "i__payload": pixels_per_beat * cfg.input_channels * cfg.input_bits,
-        "o__valid": 1, "o__ready": 1, "o__payload": out["width"],
+        "o__valid": 1, "o__ready": 1, "o__payload": out.width,
     }
     if probes:
-        for lname, _, _ in top.units:
+        for lname, _ in top.engines:
             w = len(getattr(top, f"probe_{lname}").payload)
             ports.update({f"probe_{lname}__valid": 1, f"probe_{lname}__ready": 1,
                           f"probe_{lname}__payload": w})
@@ -100,8 +102,8 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
             "pixels_per_beat": pixels_per_beat, "probes": probes, "preadd": top.preadd,
             "arith": folding.arith,
             "ports": ports,
-            "output": {"pe": out["pe"], "acc_bits": out["acc_bits"],
-                       "last_bit": out["last_bit"], "beats_per_pixel": out["beats_per_pixel"]},
+            "output": {"pe": out.lanes, "acc_bits": out.bits, "last_bit": out.last_bit,
+                       "beats_per_pixel": artifact.geometries[-1].out_channels // out.lanes},
         },
         "model": model.to_json(),
         "folding": folding.to_dict(),

@@ -12,7 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .analytic import pool_rowbuf_depth
+from .folded import ROW_BUFFER, pool_rowbuf_depth
 
 __all__ = ["MaxPool", "vmax"]
 
@@ -69,7 +69,7 @@ class MaxPool(wiring.Component):
     def _common(self, m):
         H, W = self.height, self.width
         pw = self.channels * self.bits
-        m.submodules.rowbuf = mem = Memory(shape=unsigned(pw), depth=self.depth, init=[])
+        m.submodules[ROW_BUFFER] = mem = Memory(shape=unsigned(pw), depth=self.depth, init=[])
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
         r = Signal(range(max(2, H)))

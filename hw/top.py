@@ -11,13 +11,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from dupnet.sw.artifact import Artifact
-from dupnet.sw.config import ConvGeometry, PoolGeometry, network_geometry
+from dupnet.sw.config import network_geometry
 
-from .adapters import Gather, Unpack
+from .adapters import Unpack
 from .folding import Folding, check_pixels_per_beat, validate_folding
-from .mvtu import MVTU
-from .pool import MaxPool
-from .window import WindowUnit
+from .kinds import hw_kind
+from .stream_layout import WordLayout
 
 __all__ = ["DupNetAccelerator", "ProbeSignature", "output_layout"]
 
@@ -29,13 +28,12 @@ class ProbeSignature(wiring.Signature):
         super().__init__({"valid": Out(1), "ready": Out(1), "payload": Out(unsigned(width))})
 
 
-def output_layout(artifact: Artifact, folding: Folding) -> dict[str, int]:
-    """Widths of the output payload: ``pe``, ``acc_bits``, ``data_bits``, ``last_bit``."""
-    g = [x for x in network_geometry(artifact.config) if isinstance(x, ConvGeometry)][-1]
-    pe = folding[g.name][0]
-    return {"pe": pe, "acc_bits": g.acc_bits, "data_bits": pe * g.acc_bits,
-            "last_bit": pe * g.acc_bits, "width": pe * g.acc_bits + 1,
-            "channels": g.out_channels, "beats_per_pixel": g.out_channels // pe}
+def output_layout(artifact: Artifact, folding: Folding) -> WordLayout:
+    """Word layout of the top level's output stream: the last layer's accumulators, ``PE``
+    signed lanes of ``acc_bits``, ``last`` above them."""
+    g = network_geometry(artifact.config)[-1]
+    kind = hw_kind(g)
+    return kind.output_layout(kind.fold(g, folding))
 
 
 class DupNetAccelerator(wiring.Component):
@@ -63,8 +61,9 @@ class DupNetAccelerator(wiring.Component):
         at the MSB; NHWC beat order.
     probe_<layer> : Out(ProbeSignature)
         Present with ``probes=True``: each layer's output stream.
-    mvtus : dict of str -> MVTU
-    units : list of (layer name, kind, component)
+    engines : list of (str, LayerEngine)
+        Per layer, in pipeline order, the components its kind built
+        (:meth:`dupnet.hw.kinds.HwLayerKind.engine`).
     """
 
     def __init__(self, artifact: Artifact, folding: Folding, pixels_per_beat: int = 1,
@@ -80,36 +79,18 @@ class DupNetAccelerator(wiring.Component):
         geoms = network_geometry(cfg)
         pix_bits = cfg.input_channels * cfg.input_bits
         self.unpack = Unpack(pix_bits, pixels_per_beat)
-        self.units: list[tuple[str, str, Any]] = []
-        self.mvtus: dict[str, MVTU] = {}
-        self.windows: dict[str, WindowUnit] = {}
-        self.gathers: dict[str, Gather] = {}
-        self.pools: dict[str, MaxPool] = {}
+        folding = Folding(dict(folding.layers), preadd=self.preadd, arith=folding.arith)
+        #: per layer (name, LayerEngine), in pipeline order
+        self.engines = []
         probe_widths: dict[str, int] = {}
         for g in geoms:
-            if isinstance(g, ConvGeometry):
-                pe, simd = folding[g.name]
-                p = artifact.layers[g.index]
-                nf = g.out_channels // pe
-                win = WindowUnit(g.height, g.width, g.in_channels, g.in_bits, g.k, simd,
-                                 x_dup=g.x_dup, repeat=nf, name=g.name)
-                mv = MVTU(g, p.weights, p.thresholds, pe, simd, preadd=self.preadd,
-                          arith=folding.arith,
-                          frame_beats=(g.height * g.width * nf) if g.is_last else None)
-                self.windows[g.name], self.mvtus[g.name] = win, mv
-                self.units.append((g.name, "conv", mv))
-                if not g.is_last:
-                    self.gathers[g.name] = Gather(pe * g.act_bits, nf)
-                probe_widths[g.name] = len(mv.o.payload)
-            else:
-                assert isinstance(g, PoolGeometry)
-                pool = MaxPool(g.height, g.width, g.channels, g.bits, g.stride, name=g.name)
-                self.pools[g.name] = pool
-                self.units.append((g.name, "maxpool", pool))
-                probe_widths[g.name] = g.channels * g.bits
+            kind = hw_kind(g)
+            engine = kind.engine(kind.fold(g, folding), artifact.layers.get(g.index))
+            self.engines.append((g.name, engine))
+            probe_widths[g.name] = len(engine.stages[engine.output][1].o.payload)
         self.geometry = geoms
-        last = [g for g in geoms if isinstance(g, ConvGeometry)][-1]
-        out_w = len(self.mvtus[last.name].o.payload)
+        last = self.engines[-1][1]
+        out_w = len(last.stages[-1][1].o.payload)
         members = {"i": In(stream.Signature(unsigned(pixels_per_beat * pix_bits))),
                    "o": Out(stream.Signature(unsigned(out_w)))}
         if probes:
@@ -120,35 +101,21 @@ class DupNetAccelerator(wiring.Component):
     @property
     def rom_bits_instantiated(self) -> int:
         """Sum of depth x width over every weight ROM ``Memory`` instantiated in the design."""
-        return sum(mv.rom_bits for mv in self.mvtus.values())
+        return sum(engine.rom_bits for _, engine in self.engines)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.unpack = self.unpack
         wiring.connect(m, wiring.flipped(self.i), self.unpack.i)
         src = self.unpack.o
-        for g in self.geometry:
-            if isinstance(g, ConvGeometry):
-                win, mv = self.windows[g.name], self.mvtus[g.name]
-                m.submodules[f"{g.name}_window"] = win
-                m.submodules[f"{g.name}_mvtu"] = mv
-                wiring.connect(m, src, win.i)
-                wiring.connect(m, win.o, mv.i)
-                out = mv.o
-                if g.name in self.gathers:
-                    ga = self.gathers[g.name]
-                    m.submodules[f"{g.name}_gather"] = ga
-                    wiring.connect(m, mv.o, ga.i)
-                    src = ga.o
-                else:
-                    src = mv.o
-            else:
-                pool = self.pools[g.name]
-                m.submodules[f"{g.name}_pool"] = pool
-                wiring.connect(m, src, pool.i)
-                out = src = pool.o
+        for name, engine in self.engines:
+            for suffix, unit in engine.stages:
+                m.submodules[f"{name}_{suffix}"] = unit
+                wiring.connect(m, src, unit.i)
+                src = unit.o
             if self.probes:
-                probe = getattr(self, f"probe_{g.name}")
+                out = engine.stages[engine.output][1].o
+                probe = getattr(self, f"probe_{name}")
                 m.d.comb += [probe.valid.eq(out.valid), probe.ready.eq(out.ready),
                              probe.payload.eq(out.payload)]
         wiring.connect(m, src, wiring.flipped(self.o))

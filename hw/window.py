@@ -12,32 +12,22 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .analytic import window_depth
+from .folded import LINE_BUFFER, FoldedConv
 
 __all__ = ["WindowUnit"]
 
 
 class WindowUnit(wiring.Component):
-    """Line buffer + window generator.
+    """Line buffer + window generator of one conv layer.
 
     Parameters
     ----------
-    height, width : int
-        Image size ``H x W`` (any, e.g. 7 x 5).
-    channels : int
-        ``C_in`` channels per input pixel.
-    bits : int
-        Bits per channel value (unsigned).
-    k : int
-        Kernel size, 1 or 3 (stride 1, zero "same" padding).
-    simd : int
-        Output lanes; must divide ``C' = x_dup * C_in``.
-    x_dup : int
-        Input duplication factor.
-    repeat : int
-        Window replays per pixel (the MVTU's ``nf = C_out/PE``).
-    name : str
-        Layer name for error messages.
+    layer : FoldedConv
+        The layer at its folding: the image ``H x W`` (any, e.g. 7 x 5), ``C_in`` channels of
+        ``in_bits`` bits (unsigned), kernel ``k`` in (1, 3) (stride 1, zero "same" padding),
+        SIMD output lanes, ``x_dup``; the window is replayed ``nf = C_out/PE`` times per pixel
+        (once per neuron fold of the MVTU behind it); the line buffer is
+        ``layer.line_buffer`` (:func:`dupnet.hw.folded.window_depth` pixels).
 
     Attributes
     ----------
@@ -46,26 +36,25 @@ class WindowUnit(wiring.Component):
         frames back to back.
     o : Out(stream.Signature(unsigned(simd*bits)))
         One chunk per beat; lane ``l`` is channel ``chunk*simd + l`` of ``X'``.
+    collision : Signal
+        Simulation check: a pixel the output uses is read from the slot written in the same
+        cycle. Never 1 (tests/hw/test_hw_window.py watches it): the line buffer is emitted with
+        ``no_rw_check`` (:data:`dupnet.hw.yosys.NO_RW_CHECK`), so a read/write collision would
+        be undefined in block RAM.
     """
 
-    def __init__(self, height: int, width: int, channels: int, bits: int, k: int, simd: int,
-                 x_dup: int = 1, repeat: int = 1, name: str = "window"):
-        if k not in (1, 3):
-            raise ValueError(f"layer {name}: window unit supports k in (1, 3), got {k}")
-        c_dup = channels * x_dup
-        if simd < 1 or c_dup % simd:
-            raise ValueError(f"layer {name}: SIMD ({simd}) must divide C' = x_dup*C_in = "
-                             f"{c_dup}")
-        self.height, self.width, self.channels, self.bits = height, width, channels, bits
-        self.k, self.simd, self.x_dup, self.repeat, self.name = k, simd, x_dup, repeat, name
-        self.depth = window_depth(k, width)
-        self.chunks = c_dup // simd
-        super().__init__({"i": In(stream.Signature(unsigned(channels * bits))),
-                          "o": Out(stream.Signature(unsigned(simd * bits)))})
-        #: simulation check: a pixel the output uses is read from the slot written in the same
-        #: cycle. Never 1 (tests/hw/test_hw_window.py watches it): the line buffer is emitted
-        #: with ``no_rw_check`` (:data:`dupnet.hw.yosys.NO_RW_CHECK`), so a read/write collision
-        #: would be undefined in block RAM.
+    def __init__(self, layer: FoldedConv):
+        g = layer.geometry
+        if g.k not in (1, 3):
+            raise ValueError(f"{layer.where}: window unit supports k in (1, 3), got {g.k}")
+        self.layer = layer
+        self.height, self.width, self.channels, self.bits = g.height, g.width, g.in_channels, \
+            g.in_bits
+        self.k, self.simd, self.x_dup, self.repeat = g.k, layer.simd, g.x_dup, layer.nf
+        self.depth = layer.line_buffer.depth
+        self.chunks = layer.chunks
+        super().__init__({"i": In(stream.Signature(unsigned(self.channels * self.bits))),
+                          "o": Out(stream.Signature(unsigned(self.simd * self.bits)))})
         self.collision = Signal()
 
     def elaborate(self, platform):
@@ -74,7 +63,7 @@ class WindowUnit(wiring.Component):
         pad = k // 2
         hw = H * W
         abits = max(1, (depth - 1).bit_length())
-        m.submodules.linebuf = mem = Memory(shape=unsigned(self.channels * self.bits),
+        m.submodules[LINE_BUFFER] = mem = Memory(shape=unsigned(self.channels * self.bits),
                                             depth=depth, init=[])
         wp = mem.write_port()
         rp = mem.read_port()

@@ -27,7 +27,7 @@ import numpy as np
 
 
 def bench_elaboration(results: dict) -> None:
-    from dupnet.hw.folding import auto_folding
+    from dupnet.hw.autofold import auto_folding
     from dupnet.hw.generate import generate_verilog
     from dupnet.sw.config import load_config
     from dupnet.sw.random_artifact import random_artifact
@@ -58,18 +58,18 @@ def bench_elaboration(results: dict) -> None:
 
 def mvtu_for(pe: int, simd: int, a_bits: int, c_in: int, c_out: int, w_dup: int = 1,
              arith: str = "xnor", preadd: bool = True, act_bits: int | None = 2, seed: int = 0):
+    from dupnet.hw.folded import FoldedConv
     from dupnet.hw.mvtu import MVTU
-    from dupnet.sw.config import ConvGeometry
-    g = ConvGeometry(index=0, name="mvtu_bench", k=1, height=8, width=8, in_channels=c_in,
-                     out_channels=c_out, w_dup=w_dup, x_dup=1, in_bits=a_bits,
-                     act_bits=act_bits, is_last=act_bits is None)
+    layer = FoldedConv.of(8, 8, c_in, c_out, 1, pe, simd, w_dup=w_dup, in_bits=a_bits,
+                          act_bits=act_bits, preadd=preadd, arith=arith, name="mvtu_bench")
+    g = layer.geometry
     rng = np.random.default_rng(seed)
     w = rng.choice(np.array([-1, 1], dtype=np.int8), size=(c_out, 1, 1, g.c_unique))
     t = None
     if act_bits is not None:
         t = np.sort(rng.integers(-g.acc_max // 4, g.acc_max // 4,
                                  size=(c_out, g.n_thresholds)), axis=1)
-    return g, MVTU(g, w, t, pe, simd, preadd=preadd, arith=arith)
+    return g, MVTU(layer, w, t)
 
 
 def bench_luts(results: dict, pe: int, simd: int, quick: bool) -> None:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         if not args.quick:
             bench_preadd(results)
     if args.json:
-        from dupnet.sw.artifact import atomic_write_bytes
+        from dupnet.files import atomic_write_bytes
         atomic_write_bytes(args.json, json.dumps(results, indent=2, default=str).encode())
     return 0
 

@@ -29,7 +29,7 @@ from dupnet.hw.budget.calibration import (fit_ff_scale, fit_lut_coefficients,
                                           write_calibration)
 from dupnet.hw.budget.devices import parse_targets
 from dupnet.hw.budget.report import build_report, calibrated_totals, design_input_from_generated
-from dupnet.hw.folding import auto_folding
+from dupnet.hw.autofold import auto_folding
 from dupnet.hw.generate import generate_verilog
 from dupnet.sw.config import load_config, network_geometry
 from dupnet.sw.random_artifact import random_artifact

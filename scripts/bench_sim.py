@@ -32,8 +32,8 @@ def _say(*a):
 
 
 def bench_big(threads: int, opt: str) -> dict:
-    from dupnet.hw.folding import DEFAULT_CLOCK_HZ, DEFAULT_FPS
-    from dupnet.hw.folding import auto_folding
+    from dupnet.hw.autofold import DEFAULT_CLOCK_HZ, DEFAULT_FPS
+    from dupnet.hw.autofold import auto_folding
     from dupnet.sim.cppdriver import build_cpp_model, run_cpp
     from dupnet.sim.design import check_timing, generate_cached, network_streams
     from dupnet.sim.images import builtin_images
@@ -100,7 +100,8 @@ def bench_small(frames: int = 3) -> dict:
     from dupnet.sim.design import generate_cached, network_streams, simulate_artifact
     from dupnet.sim.images import random_images
     from dupnet.sim.network import new_run_dir
-    from dupnet.sim.scoreboard import Scoreboard, pack_pixels
+    from dupnet.hw.stream_layout import image_beats
+    from dupnet.sim.scoreboard import Scoreboard
     from dupnet.sw.random_artifact import random_artifact
     from tests.sim.cases import config, folding
 
@@ -121,7 +122,7 @@ def bench_small(frames: int = 3) -> dict:
 
     # (c) Amaranth simulator, same design, same protocol (no stalls), every word compared
     dut = DupNetAccelerator(art, fold)
-    beats = [b for img in images for b in pack_pixels(img)]
+    beats = [b for img in images for b in image_beats(img)]
     n_words = sum(e.size for e in out.expected) // out.layout.lanes
     got: list[int] = []
     cycles = [0]
@@ -186,7 +187,8 @@ def main(argv=None) -> int:
     if not args.skip_big:
         out["tinier_yolo"] = bench_big(args.threads, args.opt)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        from dupnet.files import atomic_write_text
+        atomic_write_text(args.json, json.dumps(out, indent=1))
     ok = out["small"]["amaranth_bit_exact"] and out["small"]["cpp_bit_exact"] \
         and out["small"]["cocotb_bit_exact"] and out.get("tinier_yolo", {}).get("bit_exact", True)
     return 0 if ok else 1

@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     import torch
     from dupnet.sw.config import load_config
     from dupnet.sw.table import network_cost
-    from dupnet.sw.train import TrainOptions, default_threads, train
+    from dupnet.sw.runtime import default_threads
+    from dupnet.sw.train import TrainOptions, train
 
     opts = TrainOptions()
     if args.epochs is not None:
@@ -105,7 +106,8 @@ def main(argv=None) -> int:
               f"{100 * (d['ap'] - f['ap']):+.1f} points (paper: DupNet 6.5x smaller than IFQ "
               f"at +2.4 points of detection rate, 4.0 points below float Tiny-YOLO)")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        from dupnet.files import atomic_write_text
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0
 
 

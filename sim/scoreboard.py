@@ -1,10 +1,8 @@
 """Scoreboard: compare stream words with golden-model tensors, element by element.
 
-A stream carries an NHWC tensor in raster order, channel-minor: each word holds ``lanes``
-consecutive channels of one pixel (lane ``l`` at bits ``[l*bits +: bits]``, two's complement
-when ``signed``), ``C / lanes`` words per pixel, and optionally a 1-bit ``last`` frame marker at
-bit ``lanes*bits`` (set on the final word of each frame, clear elsewhere).
-:class:`WordLayout` describes that; :class:`Scoreboard` unpacks every word it is given,
+A stream carries an NHWC tensor as :class:`dupnet.hw.stream_layout.WordLayout` describes
+(``lanes`` channels per word, an optional ``last`` frame marker above them, the same layout
+the generator builds). :class:`Scoreboard` unpacks every word it is given,
 compares each lane with the expected tensor, checks the ``last`` marker and frame length, and
 keeps the first mismatch with its layer, frame, pixel (y, x), channel, expected and actual
 value.  Nothing is sampled: every word and every lane is compared.
@@ -15,99 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WordLayout", "Mismatch", "Scoreboard", "pack_words", "unpack_words",
-           "pack_pixels"]
+from dupnet.hw.stream_layout import WordLayout, unpack_lanes
 
-
-@dataclass(frozen=True)
-class WordLayout:
-    """How one stream word packs ``lanes`` channel values.
-
-    Attributes
-    ----------
-    lanes : int
-        Channel values per word (PE of the producing layer).
-    bits : int
-        Width of one lane.
-    signed : bool
-        Lanes are two's complement (accumulators) or unsigned (codes).
-    has_last : bool
-        A ``last`` bit sits at bit ``lanes*bits``.
-    """
-    lanes: int
-    bits: int
-    signed: bool
-    has_last: bool = False
-
-    @property
-    def width(self) -> int:
-        return self.lanes * self.bits + int(self.has_last)
-
-    @classmethod
-    def from_width(cls, width: int, bits: int, channels: int, signed: bool,
-                   has_last: bool, where: str = "stream") -> "WordLayout":
-        """Infer ``lanes`` from a port width; raise if it does not fit ``bits``/``channels``."""
-        body = width - int(has_last)
-        if body <= 0 or body % bits:
-            raise ValueError(f"{where}: payload width {width} is not lanes*{bits}"
-                             f"{' + 1 (last)' if has_last else ''}")
-        lanes = body // bits
-        if channels % lanes:
-            raise ValueError(f"{where}: {lanes} lanes per word do not divide {channels} channels")
-        return cls(lanes, bits, signed, has_last)
-
-
-def unpack_words(words, layout: WordLayout) -> tuple[np.ndarray, np.ndarray]:
-    """Words (ints) -> lane values ``[n, lanes]`` (int64) and last bits ``[n]``."""
-    n = len(words)
-    vals = np.empty((n, layout.lanes), dtype=np.int64)
-    last = np.zeros(n, dtype=bool)
-    mask = (1 << layout.bits) - 1
-    half = 1 << (layout.bits - 1)
-    for i, w in enumerate(words):
-        w = int(w)
-        for l in range(layout.lanes):
-            v = (w >> (l * layout.bits)) & mask
-            if layout.signed and v >= half:
-                v -= 1 << layout.bits
-            vals[i, l] = v
-        if layout.has_last:
-            last[i] = bool((w >> (layout.lanes * layout.bits)) & 1)
-    return vals, last
-
-
-def pack_words(values: np.ndarray, layout: WordLayout, last_every: int | None = None) -> list[int]:
-    """Inverse of :func:`unpack_words` for a flat array of element values (raster, C-minor).
-
-    ``last_every``: set the last bit on every ``last_every``-th word (frame length in words).
-    """
-    flat = np.asarray(values, dtype=np.int64).reshape(-1, layout.lanes)
-    mask = (1 << layout.bits) - 1
-    out = []
-    for i, row in enumerate(flat):
-        w = 0
-        for l, v in enumerate(row.tolist()):
-            w |= (int(v) & mask) << (l * layout.bits)
-        if layout.has_last and last_every and (i + 1) % last_every == 0:
-            w |= 1 << (layout.lanes * layout.bits)
-        out.append(w)
-    return out
-
-
-def pack_pixels(image: np.ndarray, pixels_per_beat: int = 1, bits: int = 8) -> list[int]:
-    """Input beats of an ``H x W x C`` image: pixel ``p`` channel ``c`` at ``[(p*C+c)*bits +: bits]``.
-
-    The pixel count must divide by ``pixels_per_beat``.
-    """
-    img = np.asarray(image, dtype=np.int64)
-    h, w, c = img.shape
-    n = h * w
-    if n % pixels_per_beat:
-        raise ValueError(f"{h}x{w} pixels do not divide into beats of {pixels_per_beat}")
-    flat = img.reshape(n // pixels_per_beat, pixels_per_beat * c)
-    # vectorised packing via Python ints (beats can be wider than 64 bits)
-    shifts = [k * bits for k in range(pixels_per_beat * c)]
-    return [sum(int(v) << s for v, s in zip(row, shifts)) for row in flat.tolist()]
+__all__ = ["Mismatch", "Scoreboard"]
 
 
 @dataclass
@@ -213,12 +121,8 @@ class Scoreboard:
         if self.word == 0 and cycle is not None:
             self.first_word_cycles.append(cycle)
         mask = (1 << lay.bits) - 1
-        half = 1 << (lay.bits - 1)
         row = exp[y, x, j * lay.lanes:(j + 1) * lay.lanes]
-        for l in range(lay.lanes):
-            v = (word >> (l * lay.bits)) & mask
-            if lay.signed and v >= half:
-                v -= 1 << lay.bits
+        for l, v in enumerate(unpack_lanes(word, lay.lanes, lay.bits, lay.signed)):
             e = int(row[l])
             if not lay.signed:
                 e &= mask
@@ -228,7 +132,7 @@ class Scoreboard:
                                      j * lay.lanes + l, e, v, cycle=cycle))
         is_end = self.word == h * w * wpp - 1
         if lay.has_last:
-            lb = (word >> (lay.lanes * lay.bits)) & 1
+            lb = (word >> lay.last_bit) & 1
             if lb != int(is_end):
                 self._error(Mismatch(self.layer, self.frame, self.word, y, x, None,
                                      int(is_end), lb, kind="last", cycle=cycle))

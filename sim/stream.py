@@ -27,8 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["StallPattern", "StreamDriver", "StreamMonitor", "start_clock", "Transfer",
-           "cycle_now"]
+__all__ = ["StallPattern", "StreamDriver", "StreamMonitor", "PassiveGroup", "start_clock",
+           "Transfer"]
 
 
 class StallPattern:
@@ -110,15 +110,6 @@ def _triggers():
     return ReadOnly, RisingEdge
 
 
-class _Clocked:
-    """Shared cycle bookkeeping: cycle = sim time in steps / period in steps."""
-
-    def __init__(self, dut, clk: str, period_steps: int):
-        self.dut = dut
-        self.clk = getattr(dut, clk)
-        self.period_steps = period_steps
-
-
 def start_clock(dut, period_ns: int = 10, clk: str = "clk") -> int:
     """Start a clock on ``dut.<clk>`` (cocotb's C++ clock); returns the period in sim steps."""
     import cocotb
@@ -126,12 +117,6 @@ def start_clock(dut, period_ns: int = 10, clk: str = "clk") -> int:
     from cocotb.simtime import convert
     cocotb.start_soon(Clock(getattr(dut, clk), period_ns, unit="ns").start())
     return int(convert(period_ns, "ns", to="step"))
-
-
-def cycle_now(period_steps: int) -> int:
-    """Current cycle number (time of the *next* rising edge when called in ReadOnly)."""
-    from cocotb.simtime import get_sim_time
-    return int(get_sim_time("step")) // period_steps
 
 
 @dataclass
@@ -289,17 +274,6 @@ class StreamMonitor:
                 out.append(t)
                 if cb is not None:
                     cb(t)
-
-
-async def reset(dut, cycles: int = 2, rst: str = "rst", clk: str = "clk") -> None:
-    """Hold the synchronous active-high reset for ``cycles`` rising edges."""
-    _, RisingEdge = _triggers()
-    edge = RisingEdge(getattr(dut, clk))
-    r = getattr(dut, rst)
-    r.value = 1
-    for _ in range(cycles):
-        await edge
-    r.value = 0
 
 
 class PassiveGroup:

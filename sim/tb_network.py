@@ -1,5 +1,6 @@
 """cocotb testbench of a whole streaming design (the generated network top, or any design with
-the same ports): run inside the simulator by :func:`dupnet.sim.network.run_job`.
+the same ports): run inside the simulator by :func:`dupnet.sim.network.run_design` (through
+:func:`dupnet.sim.build.run_cocotb`).
 
 It reads a *job* (``$DUPNET_SIM_JOB``, a JSON file written by :mod:`dupnet.sim.network`) that
 names the input frames, the expected output tensors (golden model) and, for designs generated
@@ -27,7 +28,10 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, First, RisingEdge, Timer
 
-from .scoreboard import Scoreboard, WordLayout, pack_pixels, unpack_words
+from dupnet.hw.stream_layout import WordLayout, image_beats
+
+from ..files import atomic_save_npy, atomic_write_text
+from .scoreboard import Scoreboard
 from .stream import PassiveGroup, StallPattern, StreamDriver, StreamMonitor, start_clock
 
 PERIOD_NS = 10
@@ -55,36 +59,26 @@ class _Watch:
             self.done.set()
 
 
-@cocotb.test()
-async def network(dut):
-    """Drive frames, compare every output word (and probed layer words) bit-exactly."""
-    job, jdir = _load_job()
-    t_wall = time.perf_counter()
-    period = start_clock(dut, PERIOD_NS)
-    images = np.load(jdir / job["images"])
-    ppb = job.get("pixels_per_beat", 1)
-    scen = job.get("scenario", "frames")
-    in_stall = StallPattern(job.get("stall_in", 0.0), seed=job.get("seed", 0) * 2 + 1,
-                            burst=job.get("burst", 1))
-    out_stall = StallPattern(job.get("stall_out", 0.0), seed=job.get("seed", 0) * 2 + 2,
-                             burst=job.get("burst", 1))
+def _stall_patterns(job: dict) -> tuple[StallPattern, StallPattern]:
+    """The seeded input-valid and output-ready stall patterns of the job."""
+    seed, burst = job.get("seed", 0), job.get("burst", 1)
+    return (StallPattern(job.get("stall_in", 0.0), seed=seed * 2 + 1, burst=burst),
+            StallPattern(job.get("stall_out", 0.0), seed=seed * 2 + 2, burst=burst))
 
-    drv = StreamDriver(dut, job.get("input", "i"), period, stalls=in_stall)
-    dut.rst.value = 1
 
-    # Which frames are compared: all, or (reset scenario) the ones after the reset.
-    n_frames = images.shape[0]
-    compared = list(range(n_frames)) if scen == "frames" else list(range(1, n_frames))
-
-    streams = [job["output"]] + job.get("probes", [])
-    boards: list[Scoreboard] = []
-    monitors: list[StreamMonitor] = []
-    watch = None
-    for k, s in enumerate(streams):
+def _scoreboards(streams: list[dict], jdir: Path, compared: list[int]) -> list[Scoreboard]:
+    """One scoreboard per checked stream (output first, then probes), on the compared frames."""
+    boards = []
+    for s in streams:
         exp = np.load(jdir / s["expected"])
-        sb = Scoreboard(s["layer"], _layout(s["layout"]), [exp[f] for f in compared])
-        boards.append(sb)
+        boards.append(Scoreboard(s["layer"], _layout(s["layout"]), [exp[f] for f in compared]))
+    return boards
 
+
+def _monitors(dut, streams: list[dict], boards: list[Scoreboard], period: int,
+              out_stall: StallPattern, watch: _Watch, armed: list[bool]) -> list[StreamMonitor]:
+    """The output stream's monitor (it drives ready, with stalls), then a passive monitor per
+    probe; each pushes its words to its scoreboard while ``armed[0]``."""
     def make_cb(sb):
         def cb(t):
             if armed[0]:
@@ -92,15 +86,14 @@ async def network(dut):
                 watch.check()
         return cb
 
-    armed = [scen == "frames"]
-    watch = _Watch(boards, len(compared))
-    for k, (s, sb) in enumerate(zip(streams, boards)):
-        passive = k > 0
-        mon = StreamMonitor(dut, s["prefix"], period, stalls=out_stall if k == 0 else None,
-                            passive=passive, callback=make_cb(sb))
-        monitors.append(mon)
+    return [StreamMonitor(dut, s["prefix"], period, stalls=out_stall if k == 0 else None,
+                          passive=k > 0, callback=make_cb(sb))
+            for k, (s, sb) in enumerate(zip(streams, boards))]
 
-    # reset, then start the agents
+
+async def _start_agents(dut, drv: StreamDriver, monitors: list[StreamMonitor]) -> None:
+    """Hold ``rst`` (already high) for 3 cycles, release it, then start the driver, the output
+    monitor and one coroutine for all probe monitors."""
     edge = RisingEdge(dut.clk)
     for _ in range(3):
         await edge
@@ -110,70 +103,108 @@ async def network(dut):
     cocotb.start_soon(monitors[0].run())
     cocotb.start_soon(PassiveGroup(monitors[1:]).run())
 
-    beats = [pack_pixels(images[f], ppb) for f in range(n_frames)]
+
+async def _reset_mid_frame(dut, job: dict, drv: StreamDriver, monitors: list[StreamMonitor],
+                           frame0: list[int], armed: list[bool], period: int) -> int:
+    """Reset scenario: send frame 0, assert ``rst`` after ``reset_after`` input beats (default
+    half the frame) with the input idle, then clear and arm the monitors. Returns the cycle
+    at which reset was asserted."""
+    edge = RisingEdge(dut.clk)
+    at = job.get("reset_after") or max(1, len(frame0) // 2)
+    drv.send(frame0)
+    while len(drv.sent) < at:
+        await edge
+    drv.clear()
+    drv.enabled = False
+    dut.rst.value = 1
+    reset_cycle = int(get_sim_time("step")) // period
+    for _ in range(job.get("reset_cycles", 3)):
+        await edge
+    dut.rst.value = 0
+    for mon in monitors:
+        mon.clear()
+    armed[0] = True
+    drv.sent.clear()
+    drv.enabled = True
+    await edge
+    return reset_cycle
+
+
+def _frame_input_cycles(sent: list[int], frames: int, beats_per_frame: int
+                        ) -> tuple[list[int], list[int]]:
+    """Cycle of each compared frame's first and last input beat (frames fully sent only)."""
+    first = [sent[i * beats_per_frame] for i in range(frames)
+             if i * beats_per_frame < len(sent)]
+    last = [sent[(i + 1) * beats_per_frame - 1] for i in range(frames)
+            if (i + 1) * beats_per_frame - 1 < len(sent)]
+    return first, last
+
+
+def _write_results(jdir: Path, output: dict, monitor: StreamMonitor, report: dict) -> None:
+    """The captured output stream, decoded, as ``rtl_output.npy`` ([frames, H, W, C], flat if
+    partial), then ``report.json`` (last: its presence means the run finished)."""
+    vals, _ = _layout(output["layout"]).unpack([t.word for t in monitor.transfers])
+    exp0 = np.load(jdir / output["expected"])
+    per_frame = int(np.prod(exp0.shape[1:]))
+    flat = vals.reshape(-1)
+    if per_frame and flat.size % per_frame == 0:
+        flat = flat.reshape((-1,) + exp0.shape[1:])
+    atomic_save_npy(jdir / "rtl_output.npy", flat)
+    atomic_write_text(jdir / "report.json", json.dumps(report, indent=1))
+
+
+@cocotb.test()
+async def network(dut):
+    """Drive frames, compare every output word (and probed layer words) bit-exactly."""
+    job, jdir = _load_job()
+    t_wall = time.perf_counter()
+    period = start_clock(dut, PERIOD_NS)
+    images = np.load(jdir / job["images"])
+    scen = job.get("scenario", "frames")
+    in_stall, out_stall = _stall_patterns(job)
+    drv = StreamDriver(dut, job.get("input", "i"), period, stalls=in_stall)
+    dut.rst.value = 1
+    # Which frames are compared: all, or (reset scenario) the ones after the reset.
+    n_frames = images.shape[0]
+    compared = list(range(n_frames)) if scen == "frames" else list(range(1, n_frames))
+    streams = [job["output"]] + job.get("probes", [])
+    boards = _scoreboards(streams, jdir, compared)
+    armed = [scen == "frames"]
+    watch = _Watch(boards, len(compared))
+    monitors = _monitors(dut, streams, boards, period, out_stall, watch, armed)
+
+    await _start_agents(dut, drv, monitors)
+
+    beats = [image_beats(images[f], job.get("pixels_per_beat", 1)) for f in range(n_frames)]
     beats_per_frame = len(beats[0])
-    frame_in_cycles: list[int] = []
     t0_cycle = int(get_sim_time("step")) // period
     reset_cycle = None
-
     if scen == "reset":
-        at = job.get("reset_after") or max(1, beats_per_frame // 2)
-        drv.send(beats[0])
-        while len(drv.sent) < at:
-            await edge
-        # mid-frame: assert reset for a few cycles with the input idle
-        drv.clear()
-        drv.enabled = False
-        dut.rst.value = 1
-        reset_cycle = int(get_sim_time("step")) // period
-        for _ in range(job.get("reset_cycles", 3)):
-            await edge
-        dut.rst.value = 0
-        for mon in monitors:
-            mon.clear()
-        armed[0] = True
-        drv.sent.clear()
-        drv.enabled = True
-        await edge
+        reset_cycle = await _reset_mid_frame(dut, job, drv, monitors, beats[0], armed, period)
     for f in compared:
         drv.send(beats[f])
 
     max_cycles = int(job.get("max_cycles", 10_000_000))
-    timeout = Timer(max_cycles * PERIOD_NS, unit="ns")
-    await First(watch.done.wait(), timeout)
+    await First(watch.done.wait(), Timer(max_cycles * PERIOD_NS, unit="ns"))
     # a few more cycles so that an extra (unexpected) word would be seen
+    edge = RisingEdge(dut.clk)
     for _ in range(job.get("drain_cycles", 8)):
         await edge
     for sb in boards:
         sb.finish()
     end_cycle = int(get_sim_time("step")) // period
 
-    sent = drv.sent
-    frame_in_cycles = [sent[i * beats_per_frame] for i in range(len(compared))
-                       if i * beats_per_frame < len(sent)]
-    frame_in_last = [sent[(i + 1) * beats_per_frame - 1] for i in range(len(compared))
-                     if (i + 1) * beats_per_frame - 1 < len(sent)]
+    first_in, last_in = _frame_input_cycles(drv.sent, len(compared), beats_per_frame)
     report = {
         "scenario": scen, "frames": len(compared), "reset_cycle": reset_cycle,
         "start_cycle": t0_cycle, "end_cycle": end_cycle,
         "timed_out": not watch.done.is_set(), "max_cycles": max_cycles,
-        "input_beats": len(sent), "beats_per_frame": beats_per_frame,
-        "frame_first_input": frame_in_cycles, "frame_last_input": frame_in_last,
+        "input_beats": len(drv.sent), "beats_per_frame": beats_per_frame,
+        "frame_first_input": first_in, "frame_last_input": last_in,
         "scoreboards": [sb.to_dict() for sb in boards],
         "wall_s": time.perf_counter() - t_wall,
     }
-    # the captured output stream, decoded: rtl_output.npy [frames, H, W, C] (flat if partial)
-    out_lay = _layout(streams[0]["layout"])
-    vals, _ = unpack_words([t.word for t in monitors[0].transfers], out_lay)
-    exp0 = np.load(jdir / streams[0]["expected"])
-    per_frame = int(np.prod(exp0.shape[1:]))
-    flat = vals.reshape(-1)
-    if per_frame and flat.size % per_frame == 0:
-        flat = flat.reshape((-1,) + exp0.shape[1:])
-    np.save(jdir / "rtl_output.npy", flat)
-    tmp = jdir / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, jdir / "report.json")
+    _write_results(jdir, streams[0], monitors[0], report)
     bad = [sb.summary() for sb in boards if not sb.ok]
     assert not report["timed_out"] or bad, (
         f"timed out after {max_cycles} cycles; "

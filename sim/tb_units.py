@@ -22,7 +22,10 @@ import numpy as np
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, First, RisingEdge, Timer
 
-from .scoreboard import Scoreboard, WordLayout
+from ..files import atomic_write_text
+from dupnet.hw.stream_layout import WordLayout
+
+from .scoreboard import Scoreboard
 from .stream import StallPattern, StreamDriver, StreamMonitor, start_clock
 
 PERIOD_NS = 10
@@ -77,5 +80,5 @@ async def unit(dut, variant: str, stall: str):
            "input_beats": len(drv.sent), "first_input": drv.sent[:1],
            "cycles": int(get_sim_time("step")) // period, "timed_out": not done.is_set(),
            "wall_s": time.perf_counter() - t_wall}
-    (jdir / f"report_{variant}_{stall}.json").write_text(json.dumps(rep, indent=1))
+    atomic_write_text(jdir / f"report_{variant}_{stall}.json", json.dumps(rep, indent=1))
     assert sb.ok, sb.summary()

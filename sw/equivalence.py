@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import ConvGeometry
-from .golden import GoldenModel, conv_acc
-from .qat import INPUT_SCALE, HeadConv, QuantConvBlock
+from .golden import GoldenModel
+from .kinds.conv import bn_affine
+from .layers import get_kind
+from .qat import INPUT_SCALE, QuantConvBlock
 
 __all__ = ["compare_with_golden", "affine_params", "equivalence_ok"]
 
@@ -18,46 +19,49 @@ def _to_torch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
 
 
+def _input_scales(model) -> list[float]:
+    """The step of each layer's input codes (float), threaded through the kinds."""
+    out, s_in = [], float(np.float32(INPUT_SCALE))
+    with torch.no_grad():
+        for g, m in zip(model.geometry, model.layers):
+            out.append(s_in)
+            s_in = float(get_kind(g.kind).qat_out_scale(g, m, s_in))
+    return out
+
+
 def affine_params(model):
     """Per hidden conv (float64): a, c of y = a*acc + c, and the step s (independent of export)."""
-    out, s_in = {}, float(np.float32(INPUT_SCALE))
-    for g, m in zip(model.geometry, model.layers):
-        if isinstance(m, QuantConvBlock):
-            bn = m.bn
-            inv = 1 / np.sqrt(bn.running_var.double().numpy() + bn.eps)
-            gamma = bn.weight.detach().double().numpy()
-            alpha = m.conv.quant.alpha().detach().double().numpy()
-            a = gamma * alpha * s_in * inv
-            c = bn.bias.detach().double().numpy() - gamma * bn.running_mean.double().numpy() * inv
-            s = float(m.act.scale().detach())
-            out[g.index] = (a, c, s)
-            s_in = s
-    return out
+    return {g.index: bn_affine(m, s_in)
+            for g, m, s_in in zip(model.geometry, model.layers, _input_scales(model))
+            if isinstance(m, QuantConvBlock)}
 
 
 def compare_with_golden(model, art, images: np.ndarray) -> dict:
     """Compare PyTorch eval of ``model`` with the golden model of ``art`` on every layer output
     for NHWC uint8 ``images``; returns a report dict (asserts nothing itself): ``codes``
-    compared, ``mismatches``, ``ties`` (pre-activations exactly on a code boundary), 
-    ``mismatches_at_ties``, ``per_layer`` (name, codes, mismatches), ``acc_equal`` (last-layer
-    integer accumulators), ``head_err`` (golden decode vs torch head, max abs).
+    compared, ``mismatches``, ``ties`` (pre-activations exactly on a code boundary, from the
+    kinds' ``qat_ties``), ``mismatches_at_ties``, ``per_layer`` (name, codes, mismatches),
+    ``acc_equal`` (last-layer integer accumulators), ``head_err`` (golden decode vs torch head,
+    max abs).
     """
     model.eval()
     golden = GoldenModel(art)
     gouts = golden.forward(images)
     accs = []
-    last = [m for m in model.layers if isinstance(m, HeadConv)][0]
-    h = last.conv.acc_probe.register_forward_hook(lambda m, i, o: accs.append(o.detach()))
+    kinds = [get_kind(g.kind) for g in model.geometry]
+    last = next(i for i, g in enumerate(model.geometry) if g.is_last)
+    probe = kinds[last].qat_acc_probe(model.geometry[last], model.layers[last])
+    h = probe.register_forward_hook(lambda m, i, o: accs.append(o.detach()))
     with torch.no_grad():
         touts = model.forward_layers(_to_torch(images))
         head = model(_to_torch(images))
     h.remove()
-    aff = affine_params(model)
     rep = {"codes": 0, "mismatches": 0, "ties": 0, "mismatches_at_ties": 0, "per_layer": [],
            "levels": []}
     x = images.astype(np.int64)
-    for geo, go, to in zip(model.geometry, gouts, touts):
-        if isinstance(geo, ConvGeometry) and geo.is_last:
+    for geo, kind, mod, s_in, go, to in zip(model.geometry, kinds, model.layers,
+                                            _input_scales(model), gouts, touts):
+        if geo.is_last:
             tacc = accs[0].permute(0, 2, 3, 1).numpy()
             rep["acc_equal"] = bool(np.array_equal(tacc, go))
             rep["acc_compared"] = go.size
@@ -73,14 +77,10 @@ def compare_with_golden(model, art, images: np.ndarray) -> dict:
         rep["mismatches"] += nbad
         rep["per_layer"].append((geo.name, go.size, nbad))
         rep["levels"].append(len(np.unique(go)))
-        if isinstance(geo, ConvGeometry):
-            # ties: y = a*acc + c on a code boundary (t - 1/2)*s, over ALL the data
-            a, c, s = aff[geo.index]
-            acc = conv_acc(x, art.layers[geo.index].weights, geo)   # weights possibly negated
-            acc = np.where(a < 0, -acc, acc)                        # back to the model's acc
-            y = a * acc + c
-            t = np.clip(np.round(y / s - 0.5), 0, (1 << geo.act_bits) - 2)
-            tie = np.abs(y - (t + 0.5) * s) <= 1e-6 * np.maximum(1.0, np.abs(y))
+        # ties: the pre-activation on a code boundary, over ALL the data
+        with torch.no_grad():
+            tie = kind.qat_ties(geo, mod, art.layers.get(geo.index), x, s_in)
+        if tie is not None:
             rep["ties"] += int(tie.sum())
             rep["mismatches_at_ties"] += int((bad & tie).sum())
         x = go

@@ -15,6 +15,10 @@ hardware only compares ``>=``.  For ``a == 0`` the code is the constant
 ``threshold_min`` (always met), the rest ``threshold_max`` (never met).  Every threshold is
 clipped into ``[threshold_min, threshold_max]`` (beyond them the comparison cannot change).
 The last conv exports ``scale = alpha * s_in`` and ``bias`` (float32).
+
+:func:`export_model` walks the layers and asks each kind for its parameters
+(:meth:`~dupnet.sw.layers.LayerKind.export_params`, the conv's in ``sw/kinds/conv.py``),
+threading the step ``s_in`` of the codes through the kinds' ``qat_out_scale``.
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import Artifact, ConvParams
-from .config import ConvGeometry, NetworkConfig, PoolGeometry
+from .artifact import Artifact
+from .config import ConvGeometry, NetworkConfig, param_geometries
+from .layers import get_kind
 from ..errors import DupnetError
 
 __all__ = ["ExportError", "export_model", "fold_thresholds",
@@ -75,18 +80,13 @@ def fold_thresholds(a: np.ndarray, c: np.ndarray, s: float, bits: int, g: ConvGe
     return out, negate
 
 
-def _unique_weights_nhwc(v) -> np.ndarray:
-    """Torch ``V[o, cu, ky, kx]`` (+-1) -> artifact layout ``[o, ky, kx, cu]`` int8."""
-    return np.ascontiguousarray(v.detach().cpu().numpy().transpose(0, 2, 3, 1)).astype(np.int8)
-
-
 def export_model(model, cfg: NetworkConfig | None = None, meta: dict[str, Any] | None = None
                  ) -> Artifact:
     """Fold a :class:`~dupnet.sw.qat.DupNet` (eval-mode semantics: BN running statistics)
     into an :class:`Artifact`.  The model is not modified."""
     import torch
 
-    from .qat import INPUT_SCALE, HeadConv, QuantConvBlock
+    from .qat import INPUT_SCALE
 
     cfg = cfg if cfg is not None else model.cfg
     if not cfg.is_binary:
@@ -95,45 +95,15 @@ def export_model(model, cfg: NetworkConfig | None = None, meta: dict[str, Any] |
     if model.cfg.to_dict() != cfg.to_dict():
         raise ExportError(f"the model was built for config {model.cfg.name!r}, not "
                           f"{cfg.name!r}")
-    layers: dict[int, ConvParams] = {}
+    layers: dict[int, Any] = {}
     s_in = float(np.float32(INPUT_SCALE))       # the float32 value the model uses
     with torch.no_grad():
         for g, mod in zip(model.geometry, model.layers):
-            if isinstance(g, PoolGeometry):
-                continue
-            where = f"layer {g.index} ({g.name})"
-            conv = mod.conv
-            v = conv.quant.signs()
-            alpha = conv.quant.alpha().double().cpu().numpy()
-            if g.is_last:
-                assert isinstance(mod, HeadConv)
-                # the same float32 product the eval path uses: (alpha * in_scale)
-                scale = (conv.quant.alpha() * torch.tensor(s_in, dtype=torch.float32)
-                         ).cpu().numpy().astype(np.float32)
-                bias = conv.bias.detach().cpu().numpy().astype(np.float32)
-                layers[g.index] = ConvParams(_unique_weights_nhwc(v), scale=scale, bias=bias)
-                continue
-            assert isinstance(mod, QuantConvBlock)
-            bn = mod.bn
-            if bn.running_mean is None or bn.running_var is None:
-                raise ExportError(f"{where}: BatchNorm has no running statistics")
-            mu = bn.running_mean.double().cpu().numpy()
-            var = bn.running_var.double().cpu().numpy()
-            gamma = (bn.weight.double().cpu().numpy() if bn.weight is not None
-                     else np.ones_like(mu))
-            beta = bn.bias.double().cpu().numpy() if bn.bias is not None else np.zeros_like(mu)
-            inv = 1.0 / np.sqrt(var + bn.eps)
-            a = gamma * alpha * s_in * inv
-            c = beta - gamma * mu * inv
-            s = float(mod.act.scale())
-            arrays = (a, c, np.array([s]))
-            if not all(np.all(np.isfinite(x)) for x in arrays):
-                raise ExportError(f"{where}: non-finite BatchNorm/scale parameters")
-            t, negate = fold_thresholds(a, c, s, g.act_bits, g)
-            w = _unique_weights_nhwc(v)
-            w[negate] *= -1
-            layers[g.index] = ConvParams(w, thresholds=t)
-            s_in = s
+            kind = get_kind(g.kind)
+            params = kind.export_params(g, mod, s_in)
+            if params is not None:
+                layers[g.index] = params
+            s_in = float(kind.qat_out_scale(g, mod, s_in))
     return Artifact(cfg, layers, meta=dict(meta or {}))
 
 
@@ -144,7 +114,7 @@ def export_model(model, cfg: NetworkConfig | None = None, meta: dict[str, Any] |
 def export_checkpoint(path: str | Path) -> Artifact:
     """Rebuild the model of a training run (a run directory or its ``.pt`` file, read by
     :func:`dupnet.sw.train.load_checkpoint`) and export it; meta records run and epoch."""
-    from .train import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint
 
     ck = load_checkpoint(path)
     f = Path(ck["_path"])
@@ -173,22 +143,11 @@ def _jsonable(x: Any) -> Any:
 
 def export_summary(art: Artifact) -> str:
     """Human-readable per-layer summary: unique bits, threshold range, on-chip bytes."""
-    lines = [f"{art.config.name}: {len(art.geometries)} conv layers"]
+    geoms = param_geometries(art.config)
+    lines = [f"{art.config.name}: {len(geoms)} conv layers"]
     total = 0
-    for g in art.geometries:
-        p = art.layers[g.index]
+    for g in geoms:
         total += g.on_chip_bits
-        if g.is_last:
-            extra = (f"last: scale [{p.scale.min():.3g}, {p.scale.max():.3g}], "
-                     f"bias [{p.bias.min():.3g}, {p.bias.max():.3g}]")
-        else:
-            t = p.thresholds
-            sat_lo = int((t == g.threshold_min).sum())
-            sat_hi = int((t == g.threshold_max).sum())
-            extra = (f"{g.n_thresholds} thr/ch x {g.threshold_bits} b, range "
-                     f"[{t.min()}, {t.max()}], saturated {sat_lo} low / {sat_hi} high")
-        lines.append(f"  L{g.index:<2} {g.name:<8} k{g.k} {g.c_dup:>4}->{g.out_channels:<4} "
-                     f"w_dup {g.w_dup:<2} x_dup {g.x_dup}  unique bits {g.unique_weight_bits:>7}"
-                     f"  {extra}")
+        lines.append("  " + get_kind(g.kind).describe_params(g, art.layers[g.index]))
     lines.append(f"  on chip: {total / 8:.0f} bytes ({total / 8 / 1024:.2f} KiB)")
     return "\n".join(lines)

@@ -9,16 +9,21 @@ testbenches and the exporter use too:
   is bounded by ``acc_max`` and float32 is exact below 2^24 (float64 below 2^53).
 * :func:`threshold` — ``q[o] = sum_t [acc[o] >= T[o, t]]``.
 * :func:`maxpool` — 2x2 on codes, stride 2, or stride 1 with bottom/right edge replicate.
+
+The two models walk the layers and hand each to its kind (:mod:`dupnet.sw.layers`):
+``reference`` for :class:`ReferenceGoldenModel`, ``prepare``/``forward`` for
+:class:`GoldenModel`; the built-in kinds (``sw/kinds/``) call the functions above.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .artifact import Artifact, ArtifactError
-from .config import ConvGeometry, PoolGeometry, network_geometry
+from .config import ConvGeometry, network_geometry
+from .layers import get_kind
 
 __all__ = ["duplicate_inputs", "preadd", "conv_acc", "threshold", "maxpool", "check_image",
-           "ReferenceGoldenModel", "GoldenModel", "fold_weights"]
+           "ReferenceGoldenModel", "GoldenModel", "fold_weights", "blas_dtype"]
 
 
 def duplicate_inputs(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
@@ -34,7 +39,8 @@ def preadd(x_dup: np.ndarray, g: ConvGeometry) -> np.ndarray:
     return x_dup.reshape(n, h, w, g.c_unique, g.w_dup).sum(axis=-1)
 
 
-def _blas_dtype(bound: int) -> type:
+def blas_dtype(bound: int) -> type:
+    """The float type whose BLAS sums integers bounded by ``bound`` exactly."""
     if bound < (1 << 24):
         return np.float32
     if bound < (1 << 53):
@@ -44,7 +50,7 @@ def _blas_dtype(bound: int) -> type:
 
 def conv_acc(x: np.ndarray, weights: np.ndarray, g: ConvGeometry) -> np.ndarray:
     """Signed accumulators ``[N, H, W, C_out]`` (int64) of one conv layer on codes ``x``."""
-    dt = _blas_dtype(g.acc_max)
+    dt = blas_dtype(g.acc_max)
     xs = preadd(duplicate_inputs(x.astype(dt), g), g)
     n, h, w, cu = xs.shape
     k, pad = g.k, g.k // 2
@@ -105,6 +111,7 @@ class _ModelBase:
         self.artifact = artifact
         self.config = artifact.config
         self.geometry = network_geometry(self.config)
+        self.kinds = [get_kind(g.kind) for g in self.geometry]
 
     def decode_inputs(self, acc: np.ndarray) -> np.ndarray:
         """Real-valued head outputs ``scale * acc + bias`` for the host-side YOLO decode."""
@@ -120,14 +127,8 @@ class ReferenceGoldenModel(_ModelBase):
     def forward(self, images: np.ndarray) -> list[np.ndarray]:
         x = check_image(images, self.config)
         outs: list[np.ndarray] = []
-        for g in self.geometry:
-            if isinstance(g, ConvGeometry):
-                p = self.artifact.layers[g.index]
-                acc = conv_acc(x, p.weights, g)
-                x = acc if g.is_last else threshold(acc, p.thresholds)
-            else:
-                assert isinstance(g, PoolGeometry)
-                x = maxpool(x, g.stride)
+        for g, kind in zip(self.geometry, self.kinds):
+            x = kind.reference(g, self.artifact.layers.get(g.index), x)
             outs.append(x)
         return outs
 
@@ -151,44 +152,6 @@ def fold_weights(weights: np.ndarray, g: ConvGeometry) -> np.ndarray:
     return w.reshape(g.out_channels, -1)
 
 
-def _planes(x: np.ndarray, g: ConvGeometry, dt) -> np.ndarray:
-    """Input planes ``[C_k, N, H, W]``: pre-added for ``w_dup > 1``, else the codes as they are."""
-    if g.w_dup == 1:
-        return x
-    c, n, h, w = x.shape
-    return x.reshape(c // g.w_dup, g.w_dup, n, h, w).sum(axis=1, dtype=dt)
-
-
-def _cols(p: np.ndarray, k: int, dt) -> np.ndarray:
-    """im2col ``[k*k*C, N*H*W]`` of planes ``p [C, N, H, W]`` with zero "same" padding."""
-    c, n, h, w = p.shape
-    if k == 1:
-        return p.reshape(c, n * h * w).astype(dt, copy=False)
-    r = k // 2
-    cols = np.zeros((k, k, c, n, h, w), dtype=dt)
-    for ky in range(k):
-        dy = ky - r
-        ys, yd = slice(max(0, dy), h + min(0, dy)), slice(max(0, -dy), h - max(0, dy))
-        for kx in range(k):
-            dx = kx - r
-            xs, xd = slice(max(0, dx), w + min(0, dx)), slice(max(0, -dx), w - max(0, dx))
-            cols[ky, kx, :, :, yd, xd] = p[:, :, ys, xs]
-    return cols.reshape(k * k * c, n * h * w)
-
-
-def _maxpool(x: np.ndarray, stride: int) -> np.ndarray:
-    """2x2 max-pool of ``[C, N, H, W]`` codes; stride 1 replicates the bottom row/right column."""
-    if stride == 2:
-        c, n, h, w = x.shape
-        x = x[:, :, :h // 2 * 2, :w // 2 * 2]
-        return np.maximum(np.maximum(x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2]),
-                          np.maximum(x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]))
-    v = np.maximum(x[:, :, :-1], x[:, :, 1:])                  # rows i, i+1 (last: itself)
-    v = np.concatenate([v, x[:, :, -1:]], axis=2)
-    hmax = np.maximum(v[:, :, :, :-1], v[:, :, :, 1:])
-    return np.concatenate([hmax, v[:, :, :, -1:]], axis=3)
-
-
 class GoldenModel(_ModelBase):
     """The golden model: bit-identical to :class:`ReferenceGoldenModel`, organised for speed.
 
@@ -199,13 +162,8 @@ class GoldenModel(_ModelBase):
 
     def __init__(self, artifact: Artifact):
         super().__init__(artifact)
-        self._layers = {}
-        for g in self.geometry:
-            if isinstance(g, ConvGeometry):
-                p = artifact.layers[g.index]
-                dt = _blas_dtype(g.acc_max)
-                t = None if g.is_last else p.thresholds.astype(dt)[:, :, None]
-                self._layers[g.index] = (dt, fold_weights(p.weights, g).astype(dt), t)
+        self._prepared = [kind.prepare(g, artifact.layers.get(g.index))
+                          for g, kind in zip(self.geometry, self.kinds)]
 
     def _run(self, images: np.ndarray, record: bool):
         x = check_image(images, self.config)
@@ -213,20 +171,8 @@ class GoldenModel(_ModelBase):
         x = np.ascontiguousarray(x.transpose(3, 0, 1, 2)).astype(
             np.uint8 if self.config.input_bits <= 8 else np.int64)
         outs = []
-        for g in self.geometry:
-            if isinstance(g, PoolGeometry):
-                x = _maxpool(x, g.stride)
-            else:
-                dt, wm, t = self._layers[g.index]
-                n, h, w = x.shape[1:]
-                acc = wm @ _cols(_planes(x, g, dt), g.k, dt)        # [C_out, N*H*W]
-                if g.is_last:
-                    x = np.rint(acc).astype(np.int64).reshape(g.out_channels, n, h, w)
-                else:
-                    q = np.zeros(acc.shape, dtype=np.uint8)
-                    for j in range(t.shape[1]):
-                        q += acc >= t[:, j]
-                    x = q.reshape(g.out_channels, n, h, w)
+        for g, kind, prepared in zip(self.geometry, self.kinds, self._prepared):
+            x = kind.forward(g, prepared, x)            # [C, N, H, W] codes
             if record:
                 outs.append(x.transpose(1, 2, 3, 0).astype(np.int64))
         return x, outs

@@ -38,7 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import ConfigError, ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
+from .config import ConvGeometry, NetworkConfig, network_geometry
+from .layers import get_kind
 
 __all__ = ["BinarySign", "BinaryWeightQuantizer", "ActQuantizer", "PACTQuant", "DupConv2d",
            "MaxPool", "QuantConvBlock", "HeadConv", "FloatConvBlock", "DupNet", "build_model",
@@ -284,31 +285,20 @@ class FloatConvBlock(nn.Module):
 class DupNet(nn.Module):
     """The QAT (or float reference) network of a config.
 
-    ``self.layers[i]`` is the module of ``cfg.layers[i]``: :class:`QuantConvBlock`,
-    :class:`HeadConv`, :class:`MaxPool` (binary) or :class:`FloatConvBlock`, :class:`MaxPool`
-    (float).  ``self.geometry`` is :func:`~dupnet.sw.config.network_geometry` of the config.
+    ``self.layers[i]`` is the module of ``cfg.layers[i]``, made by its kind
+    (:meth:`~dupnet.sw.layers.LayerKind.qat_module`): for ``conv`` :class:`QuantConvBlock`,
+    :class:`HeadConv` (binary) or :class:`FloatConvBlock` (float), for ``maxpool``
+    :class:`MaxPool`.  ``self.geometry`` is :func:`~dupnet.sw.config.network_geometry` of the
+    config; each layer is stepped by its kind's ``qat_forward`` and ``qat_out_scale``.
     """
 
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.cfg = cfg
         self.geometry = network_geometry(cfg)
-        mods: list[nn.Module] = []
-        for g in self.geometry:
-            if isinstance(g, PoolGeometry):
-                mods.append(MaxPool(g.stride))
-            elif not cfg.is_binary:
-                mods.append(FloatConvBlock(g))
-            elif g.is_last:
-                mods.append(HeadConv(g))
-            else:
-                mods.append(QuantConvBlock(g))
-        self.layers = nn.ModuleList(mods)
-        for g in self.geometry:
-            if isinstance(g, ConvGeometry) and cfg.is_binary and g.acc_max >= (1 << 24):
-                raise ConfigError(f"{cfg.source} layer {g.index} ({g.name}): accumulator "
-                                  f"bound {g.acc_max} >= 2^24 is not exact in float32; the QAT "
-                                  f"model cannot reproduce its integer semantics")
+        self.kinds = [get_kind(g.kind) for g in self.geometry]
+        self.layers = nn.ModuleList([kind.qat_module(g, cfg)
+                                     for g, kind in zip(self.geometry, self.kinds)])
 
     @property
     def is_binary(self) -> bool:
@@ -321,27 +311,12 @@ class DupNet(nn.Module):
         x = images.float() * INPUT_SCALE if self.is_binary else images.float() / 255.0
         scale = torch.tensor(INPUT_SCALE) if self.is_binary else None   # step of x's codes
         outs: list[Tensor] = []
-        for g, mod in zip(self.geometry, self.layers):
-            if isinstance(g, PoolGeometry):
-                x = mod(x)
-                if record:
-                    outs.append(torch.round(x / scale) if self.is_binary else x)
-                continue
-            if not self.is_binary:
-                x = mod(x)
-                if record:
-                    outs.append(x)
-                continue
-            if g.is_last:
-                x = mod(x, scale)
-                if record:
-                    outs.append(x)
-            else:
-                y = mod.preact(x, scale)
-                x = mod.act(y)
-                scale = mod.act.scale()
-                if record:
-                    outs.append(mod.act.codes(y))
+        for g, kind, mod in zip(self.geometry, self.kinds, self.layers):
+            x, recorded = kind.qat_forward(g, mod, x, scale, record)
+            if scale is not None:
+                scale = kind.qat_out_scale(g, mod, scale)
+            if record:
+                outs.append(recorded)
         return x, outs
 
     def forward(self, images: Tensor) -> Tensor:

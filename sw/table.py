@@ -10,12 +10,16 @@ Counting rules (all from :mod:`dupnet.sw.config` geometry, nothing re-derived):
 * **float ops** = 2 per multiply-accumulate of a float conv; for a binary network the
   host-side affine decode of the last layer (``2 * H * W * C_out``).
 * **compute** = binary ops + float ops (one op each).
+
+Every layer with parameters (``has_params``) counts, through its geometry's ``params``,
+``on_chip_bits``, ``binary_ops``, ``macs`` and ``weight_bits_without_dup``; layers without
+parameters (max-pool) cost nothing here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import NetworkConfig, conv_geometries
+from .config import NetworkConfig, conv_geometries, network_geometry, param_geometries
 
 __all__ = ["NetworkCost", "network_cost", "comparison_table", "PAPER"]
 
@@ -41,13 +45,13 @@ class NetworkCost:
 
 
 def network_cost(cfg: NetworkConfig) -> NetworkCost:
-    gs = conv_geometries(cfg)
+    gs = param_geometries(cfg)
     params = sum(g.params if cfg.is_binary else g.weight_bits_without_dup for g in gs)
     if cfg.is_binary:
         size = sum(g.on_chip_bits for g in gs) / 8
         bops = sum(g.binary_ops for g in gs)
-        last = gs[-1]
-        fops = 2 * last.height * last.width * last.out_channels
+        last = next(g for g in network_geometry(cfg) if g.is_last)
+        fops = 2 * last.out_height * last.out_width * last.out_channels
     else:
         size = 4.0 * params
         bops = 0

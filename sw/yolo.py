@@ -34,14 +34,9 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["sigmoid", "box_iou", "decode_predictions", "decode_batch", "nms",
-           "build_targets", "Targets", "YoloLoss", "detect", "head_fields"]
+           "build_targets", "Targets", "YoloLoss", "detect"]
 
 _TW_CLIP = 12.0   # exp(12) ~ 1.6e5 cells: far beyond any image, and no float overflow
-
-
-def head_fields(classes: int) -> int:
-    """Channels per anchor: ``5 + classes``."""
-    return 5 + classes
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ def run(args):
     from pathlib import Path
 
     from dupnet.errors import DupnetError
-    from dupnet.sw.artifact import Artifact, atomic_write_bytes
+    from dupnet.files import atomic_write_bytes, check_output_dir
+    from dupnet.sw.artifact import Artifact
     from dupnet.sw.detect import detect_image, draw_boxes, read_image
     from dupnet.sw.golden import GoldenModel
 
@@ -37,9 +38,7 @@ def run(args):
         raise DupnetError(f"--iou must be in [0, 1], got {args.iou}")
     model = GoldenModel(Artifact.load(args.artifact))
     cfg = model.config
-    outdir = Path(args.output) if args.output else None
-    if outdir is not None and outdir.exists() and not outdir.is_dir():
-        raise DupnetError(f"{outdir}: -o must be a directory")
+    outdir = check_output_dir(args.output) if args.output else None
     images = [(Path(p), read_image(p, cfg.input_channels)) for p in args.images]
     for path, (image, rgb) in images:
         boxes, scores = detect_image(model, image, args.conf, args.iou)

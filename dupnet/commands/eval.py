@@ -35,8 +35,8 @@ def run(args):
     import json
 
     from dupnet.errors import DupnetError
-    from dupnet.sw.artifact import atomic_write_bytes
-    from dupnet.sw.train import evaluate_path
+    from dupnet.files import atomic_write_bytes
+    from dupnet.sw.evaluation import evaluate_path
 
     if not 0 < args.iou <= 1:
         raise DupnetError(f"--iou must be in (0, 1], got {args.iou}")

@@ -17,7 +17,9 @@ def add_arguments(p):
 
 
 def run(args):
+    from dupnet.files import check_output_file
     from dupnet.sw.export import export_checkpoint, export_summary
+    check_output_file(args.output)
     art = export_checkpoint(args.run)
     path = art.save(args.output)
     epoch = art.meta.get("epoch")

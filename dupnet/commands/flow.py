@@ -47,6 +47,7 @@ def run(args):
     import sys
     from pathlib import Path
 
+    from dupnet.files import check_output_dir
     from dupnet.flow import FlowOptions, run_flow
     from dupnet.sw.config import load_config
 
@@ -55,6 +56,7 @@ def run(args):
         from dupnet.errors import DupnetError
         raise DupnetError(f"--sim-images must be >= 1, got {args.sim_images}")
     out = args.out or str(Path("runs") / cfg.name)
+    check_output_dir(out)
     opts = FlowOptions(config=args.config, out=out, data=args.data, epochs=args.epochs,
                        n_train=args.n_train, n_test=args.n_test, sim_images=args.sim_images,
                        targets=args.targets, folding=args.folding, target_fps=args.fps,

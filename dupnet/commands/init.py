@@ -15,8 +15,10 @@ def add_arguments(p):
 
 
 def run(args):
+    from dupnet.files import check_output_file
     from dupnet.sw.config import load_config, total_on_chip_bits
     from dupnet.sw.random_artifact import random_artifact
+    check_output_file(args.output)
     cfg = load_config(args.config)
     art = random_artifact(cfg, seed=args.seed)
     path = art.save(args.output)

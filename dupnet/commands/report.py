@@ -94,7 +94,7 @@ def _load_design(args, devices):
             f"design from {summaries[0]}"
 
     from dupnet.hw.budget.report import design_input_from_generated
-    from dupnet.hw.folding import choose_folding
+    from dupnet.hw.autofold import choose_folding
     from dupnet.sw.artifact import Artifact
     try:
         from dupnet.hw.generate import generate_verilog
@@ -113,6 +113,9 @@ def run(args):
     import sys
     import time
     from pathlib import Path
+
+    from dupnet.files import check_output_dir
+    check_output_dir(args.output)               # before minutes of synthesis
 
     from dupnet.hw.budget.devices import load_devices, parse_targets
     from dupnet.hw.budget.flow import default_cache_dir

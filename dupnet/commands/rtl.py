@@ -43,7 +43,10 @@ def run(args):
     import time
 
     from dupnet.errors import DupnetError
-    from dupnet.hw.folding import choose_folding
+    from dupnet.files import check_output_dir
+    check_output_dir(args.output)               # before any work
+
+    from dupnet.hw.autofold import choose_folding
     from dupnet.hw.generate import generate_verilog, write_design
     from dupnet.sw.artifact import Artifact
 

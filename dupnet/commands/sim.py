@@ -56,7 +56,7 @@ def run(args):
 
     import numpy as np
 
-    from dupnet.hw.folding import choose_folding
+    from dupnet.hw.autofold import choose_folding
     from dupnet.sim.design import check_timing, simulate_artifact
     from dupnet.sim.images import builtin_images, load_image_file, random_images
     from dupnet.sim.toolchain import find_toolchain

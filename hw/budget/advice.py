@@ -100,8 +100,10 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
     if cfg is None:
         msgs.append("No network config with this design: folding advice needs it.")
         return msgs
-    from dupnet.hw.analytic import DEFAULT_ARITH, layer_model, pipeline_model
-    from dupnet.hw.folding import FoldingError, auto_folding, folding_candidates
+    from dupnet.hw.analytic import layer_model
+    from dupnet.hw.autofold import auto_folding
+    from dupnet.hw.folded import DEFAULT_ARITH, FoldedConv, FoldingError
+    from dupnet.hw.pipeline import pipeline_model
     geoms = {g.name: g for g in network_geometry(cfg)}
     preadd = bool((design.folding or {}).get("preadd", True))
     arith = str((design.folding or {}).get("arith", DEFAULT_ARITH))
@@ -131,7 +133,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
             g = geoms.get(l["name"])
             if isinstance(g, ConvGeometry):
                 best = None
-                for pe, simd in folding_candidates(g):
+                for pe, simd in FoldedConv.candidates(g):
                     lm = layer_model(g, pe, simd, preadd=preadd, arith=arith).to_json()
                     b = calibrated_layer(lm, g, d, calib).bram
                     key = (b, lm["cycles_per_frame"])

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from dupnet.sw.artifact import atomic_write_bytes
+from dupnet.files import atomic_write_bytes
 
 from .devices import Device
 from .memory import MemoryPlacement, place_layer_memories

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dupnet.hw.yosys import FLATTEN_STAGES
-from dupnet.sw.artifact import atomic_write_bytes
+from dupnet.files import atomic_write_bytes
 
 from .devices import RESOURCES, Device
 from .parsers import (PnrResult, parse_nextpnr_log, parse_nextpnr_report,

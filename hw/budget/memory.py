@@ -1,9 +1,8 @@
 """Analytic memory mapping: which of a layer's memories land in block RAM, and how many blocks.
 
-The memories of each layer follow the micro-architecture of ``docs/hardware.md`` section 5
-(shapes from :mod:`dupnet.hw.analytic`): per conv, ``PE`` weight ROMs of
-``weight_rom_shape(g, pe, simd)``, a threshold ROM of ``nf`` words when ``nf > 1`` and the
-line buffer (a RAM); per max-pool, the row buffer (a RAM).
+The memories of each layer are its folded layer's (:class:`dupnet.hw.folded.FoldedConv`,
+``FoldedPool``: ``.memories``): per conv, ``PE`` weight ROMs, a threshold ROM of ``nf`` words
+when ``nf > 1`` and the line buffer (a RAM); per max-pool, the row buffer (a RAM).
 
 The mapping rule mirrors Yosys ``memory_libmap``: a memory goes to block RAM when the blocks it
 needs cost less than building it from soft logic (``bits * logic_cost``, ROM and RAM priced
@@ -15,7 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from dupnet.sw.config import ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
+from dupnet.hw.folded import DEFAULT_ARITH, LayerMemory
+from dupnet.hw.folding import Folding
+from dupnet.hw.kinds import fold_layer
 
 from .devices import Device
 
@@ -23,16 +24,8 @@ __all__ = ["Memory", "layer_memories", "blocks_for", "MemoryPlacement", "place_m
            "place_layer_memories"]
 
 
-@dataclass(frozen=True)
-class Memory:
-    name: str
-    depth: int
-    width: int
-    rom: bool           # True: read-only with an init image (weights, thresholds)
-
-    @property
-    def bits(self) -> int:
-        return self.depth * self.width
+#: a memory of a layer (name, depth, width, rom): :class:`dupnet.hw.folded.LayerMemory`
+Memory = LayerMemory
 
 
 def blocks_for(depth: int, width: int, shapes: tuple[tuple[int, int], ...] | list) -> int:
@@ -46,32 +39,20 @@ def blocks_for(depth: int, width: int, shapes: tuple[tuple[int, int], ...] | lis
 
 
 def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
-    """Memories of one layer (a :class:`~dupnet.hw.analytic.LayerModel` as JSON dict).
+    """Memories of one layer (a :class:`~dupnet.hw.analytic.LayerModel` as JSON dict, with its
+    geometry): its kind's folded layer's ``.memories`` (:mod:`dupnet.hw.kinds`).
 
     ``layer["memories"]`` (a list of ``{name, depth, width, rom}``) overrides the derivation;
-    hand-made designs in tests use it."""
+    hand-made designs in tests use it. No geometry: no memories known."""
     if "memories" in layer:
         return [Memory(m["name"], int(m["depth"]), int(m["width"]), bool(m["rom"]))
                 for m in layer["memories"]]
-    from dupnet.hw.analytic import (DEFAULT_ARITH, pool_rowbuf_depth, threshold_rom_shape,
-                                    weight_rom_shape, window_depth)
-    out: list[Memory] = []
-    if layer["kind"] == "conv" and isinstance(geometry, ConvGeometry):
-        g = geometry
-        pe, simd = int(layer["pe"]), int(layer["simd"])
-        w, d = weight_rom_shape(g, pe, simd)
-        out += [Memory(f"w_rom{p}", d, w, True) for p in range(pe)]
-        t = threshold_rom_shape(g, pe, simd, layer.get("arith", DEFAULT_ARITH),
-                                bool(layer.get("preadd", True)))
-        if t is not None:
-            out.append(Memory("t_rom" if g.act_bits is not None else "k_rom", t[0], t[1], True))
-        out.append(Memory("linebuf", window_depth(g.k, g.width), g.in_channels * g.in_bits,
-                          False))
-    elif layer["kind"] == "maxpool" and isinstance(geometry, PoolGeometry):
-        g = geometry
-        out.append(Memory("rowbuf", pool_rowbuf_depth(g.stride, g.width), g.channels * g.bits,
-                          False))
-    return out
+    if geometry is None:
+        return []
+    fold = {geometry.name: (int(layer["pe"]), int(layer["simd"]))} if "pe" in layer else {}
+    folding = Folding(fold, preadd=bool(layer.get("preadd", True)),
+                      arith=layer.get("arith", DEFAULT_ARITH))
+    return fold_layer(geometry, folding).memories
 
 
 @dataclass(frozen=True)
@@ -105,7 +86,3 @@ def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> Memory
 def place_layer_memories(layer: dict[str, Any], geometry: Any | None, device: Device,
                          costs: dict[str, float]) -> list[MemoryPlacement]:
     return [place_memory(m, device, costs) for m in layer_memories(layer, geometry)]
-
-
-def geometries_by_name(config: NetworkConfig | None) -> dict[str, Any]:
-    return {g.name: g for g in network_geometry(config)} if config is not None else {}

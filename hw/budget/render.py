@@ -3,14 +3,14 @@ self-contained HTML page (PNG plots inlined as data URIs), PNG files and JSON.""
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from dupnet.sw.artifact import atomic_write_bytes
+from dupnet.files import atomic_write_bytes
+from dupnet.html_page import escape, page, table
 
 __all__ = ["render_markdown", "render_html", "make_plots", "write_report", "document"]
 
@@ -47,23 +47,46 @@ def _used(t: dict, r: str) -> str:
 # the document: a list of blocks rendered to Markdown and HTML alike
 
 def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
-    """Blocks: ("h", level, text), ("p", text), ("ul", [items]), ("table", header, rows),
-    ("img", file, alt)."""
-    B: list[tuple] = []
+    """The report as blocks, rendered alike to Markdown and HTML.
+
+    Parameters
+    ----------
+    rep : the data of :func:`.report.build_report`
+    plots : image source per plot name (``cycles``, ``resources``,
+        ``analytic_vs_measured``); a plot that is absent is left out
+
+    Returns
+    -------
+    list of tuple
+        ``("h", level, text)``, ``("p", text)``, ``("ul", [items])``,
+        ``("table", header, rows)``, ``("img", source, alt)``; texts may hold Markdown
+        ``**bold**`` and ```code```.
+    """
+    return (_intro_blocks(rep) + _target_blocks(rep, plots) + _advice_blocks(rep)
+            + _layer_blocks(rep, plots) + _memory_blocks(rep) + _preadd_blocks(rep)
+            + _calibration_blocks(rep, plots)
+            + [("p", f"Report built in {rep['seconds']:.1f} s (flow version "
+                     f"{rep['flow_version']}).")])
+
+
+def _intro_blocks(rep: dict[str, Any]) -> list[tuple]:
+    """Title, design and pipeline summary, where the figures come from."""
     d, p = rep["design"], rep["pipeline"]
-    B.append(("h", 1, f"FPGA budget: {d['name']}"))
-    B.append(("p", f"Top `{d['top']}`, design hash `{d['design_hash'][:16]}`, "
-                   f"{_n(d['verilog_bytes'])} bytes of Verilog. Pipeline: "
-                   f"{_n(p['cycles_per_frame'])} cycles/frame, bottleneck "
-                   f"**{p['bottleneck_layer']}**."
-              + (f" Folding: {_fold(d['folding'])}." if d.get("folding") else "")))
-    B.append(("p", "Measured figures are Yosys synthesis results (flattened design); fmax is "
-                   "from nextpnr where an open place-and-route exists. Analytic figures are "
-                   "the model of `dupnet.hw.analytic`, calibrated per family "
-                   "(`dupnet/hw/budget/calibration.toml`). Tools: "
-              + ", ".join(f"{k} {v}" for k, v in rep["tools"].items()) + "."))
-    # -- summary
-    B.append(("h", 2, "Targets"))
+    return [("h", 1, f"FPGA budget: {d['name']}"),
+            ("p", f"Top `{d['top']}`, design hash `{d['design_hash'][:16]}`, "
+                  f"{_n(d['verilog_bytes'])} bytes of Verilog. Pipeline: "
+                  f"{_n(p['cycles_per_frame'])} cycles/frame, bottleneck "
+                  f"**{p['bottleneck_layer']}**."
+             + (f" Folding: {_fold(d['folding'])}." if d.get("folding") else "")),
+            ("p", "Measured figures are Yosys synthesis results (flattened design); fmax is "
+                  "from nextpnr where an open place-and-route exists. Analytic figures are "
+                  "the model of `dupnet.hw.analytic`, calibrated per family "
+                  "(`dupnet/hw/budget/calibration.toml`). Tools: "
+             + ", ".join(f"{k} {v}" for k, v in rep["tools"].items()) + ".")]
+
+
+def _target_blocks(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
+    """Resources, fit, headroom and fmax per target, with a note on each."""
     hdr = ["target", "LUT", "FF", "BRAM", "SPRAM", "DSP", "fits", "headroom", "binds first",
            "fmax (MHz)", "frames/s"]
     rows = []
@@ -74,35 +97,45 @@ def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
                      "yes" if f["fits"] else "**no**",
                      "–" if f["headroom_pct"] is None else f"{f['headroom_pct']:.1f}%",
                      RES_LABEL[f["binding"]], _n(t["fmax_mhz"], 1), _n(t["fps"], 1)])
-    B.append(("table", hdr, rows))
-    notes = []
-    for t in rep["targets"]:
-        pr = t.get("pnr") or {}
-        lut_note = f"LUT = {t['lut_label']}"
-        if t.get("placed_logic") is not None:
-            lut_note += f"; placed logic cells {_n(t['placed_logic'])}"
-        msg = pr.get("message") or ""
-        if pr.get("ok"):
-            res = pr.get("result") or {}
-            clocks = res.get("clocks", {})
-            tgt = next(iter(clocks.values()), {}).get("target_mhz") if clocks else None
-            msg = f"placed and routed (seed {pr.get('seed')}, target {_n(tgt)} MHz)"
-        cached = "cached" if t["synth"]["cached"] else f"{t['synth']['seconds']:.0f} s"
-        extra = (f"; unclassified cells: {', '.join(t['synth']['unclassified'])}"
-                 if t["synth"]["unclassified"] else "")
-        notes.append(f"**{t['name']}**: {lut_note}; {msg}; synthesis {cached}{extra}.")
-    B.append(("ul", notes))
+    blocks = [("h", 2, "Targets"), ("table", hdr, rows),
+              ("ul", [_target_note(t) for t in rep["targets"]])]
     if "resources" in plots:
-        B.append(("img", plots["resources"], "resource use vs capacity per target"))
-    # -- advice
+        blocks.append(("img", plots["resources"], "resource use vs capacity per target"))
+    return blocks
+
+
+def _target_note(t: dict[str, Any]) -> str:
+    """What a target's LUT figure counts, its place-and-route outcome, synthesis time."""
+    pr = t.get("pnr") or {}
+    lut_note = f"LUT = {t['lut_label']}"
+    if t.get("placed_logic") is not None:
+        lut_note += f"; placed logic cells {_n(t['placed_logic'])}"
+    msg = pr.get("message") or ""
+    if pr.get("ok"):
+        res = pr.get("result") or {}
+        clocks = res.get("clocks", {})
+        tgt = next(iter(clocks.values()), {}).get("target_mhz") if clocks else None
+        msg = f"placed and routed (seed {pr.get('seed')}, target {_n(tgt)} MHz)"
+    cached = "cached" if t["synth"]["cached"] else f"{t['synth']['seconds']:.0f} s"
+    extra = (f"; unclassified cells: {', '.join(t['synth']['unclassified'])}"
+             if t["synth"]["unclassified"] else "")
+    return f"**{t['name']}**: {lut_note}; {msg}; synthesis {cached}{extra}."
+
+
+def _advice_blocks(rep: dict[str, Any]) -> list[tuple]:
+    """For each target the design does not fit: what would."""
     bad = [t for t in rep["targets"] if not t["fit"]["fits"]]
-    if bad:
-        B.append(("h", 2, "What would fit"))
-        for t in bad:
-            B.append(("p", f"**{t['name']}** does not fit:"))
-            B.append(("ul", t["advice"] or ["(no advice)"]))
-    # -- layers
-    B.append(("h", 2, "Layers"))
+    if not bad:
+        return []
+    blocks: list[tuple] = [("h", 2, "What would fit")]
+    for t in bad:
+        blocks.append(("p", f"**{t['name']}** does not fit:"))
+        blocks.append(("ul", t["advice"] or ["(no advice)"]))
+    return blocks
+
+
+def _layer_blocks(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
+    """Cycles, memory bits and LUTs (estimated and measured per target) of every layer."""
     tnames = [t["name"] for t in rep["targets"]]
     hdr = ["layer", "cycles/frame", "ROM bits", "buffer bits", "LUT6 est."] + \
           [f"{n} LUT est./meas." for n in tnames]
@@ -118,18 +151,23 @@ def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
             x = by_t[n][l["name"]]
             row.append(f"{_n(x['lut_calibrated'])} / {_n(x['lut_measured'])}")
         rows.append(row)
-    B.append(("table", hdr, rows))
+    blocks: list[tuple] = [("h", 2, "Layers"), ("table", hdr, rows)]
     glue = [f"{t['name']}: {_n(t['glue_measured']['lut'])} {t['lut_label']}"
             for t in rep["targets"] if t.get("glue_measured")]
     if glue:
-        B.append(("p", "Top-level glue (input unpack, module boundaries) measured outside the "
-                       "layers: " + "; ".join(glue) + ". Per-layer measured numbers come from "
-                       "a hierarchy-preserving synthesis; their sum can exceed the flattened "
-                       "total."))
+        blocks.append(("p", "Top-level glue (input unpack, module boundaries) measured "
+                            "outside the layers: " + "; ".join(glue) + ". Per-layer measured "
+                            "numbers come from a hierarchy-preserving synthesis; their sum "
+                            "can exceed the flattened total."))
     if "cycles" in plots:
-        B.append(("img", plots["cycles"], "cycles per frame per layer"))
-    # -- memory
-    B.append(("h", 2, "Memory"))
+        blocks.append(("img", plots["cycles"], "cycles per frame per layer"))
+    return blocks
+
+
+def _memory_blocks(rep: dict[str, Any]) -> list[tuple]:
+    """Weight bits saved by duplication, ROM bits instantiated, BRAM use per target."""
+    d, p = rep["design"], rep["pipeline"]
+    blocks: list[tuple] = [("h", 2, "Memory")]
     mem = rep.get("memory")
     if mem:
         rows = [[r["layer"], f"w{r['w_dup']}/x{r['x_dup']}", _n(r["unique_weight_bits"]),
@@ -139,14 +177,16 @@ def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
         rows.append(["**total**", "", _n(mem["unique_weight_bits"]),
                      _n(mem["weight_bits_without_dup"]), _n(mem["saved_bits"]),
                      _n(mem["ratio"], 2) + "x"])
-        B.append(("p", "Stored unique weight bits (`ConvGeometry.unique_weight_bits`) vs the "
-                       "bits the same layers need without weight duplication, every weight "
-                       "channel stored, IFQ-style (`ConvGeometry.weight_bits_without_dup`)."))
-        B.append(("table", ["layer", "dup", "unique bits", "bits without dup", "saved",
-                            "ratio"], rows))
+        blocks.append(("p", "Stored unique weight bits (`ConvGeometry.unique_weight_bits`) vs "
+                            "the bits the same layers need without weight duplication, every "
+                            "weight channel stored, IFQ-style "
+                            "(`ConvGeometry.weight_bits_without_dup`)."))
+        blocks.append(("table", ["layer", "dup", "unique bits", "bits without dup", "saved",
+                                 "ratio"], rows))
     if d.get("rom_bits_instantiated") is not None:
-        B.append(("p", f"Weight ROM bits instantiated by the generator: "
-                       f"{_n(d['rom_bits_instantiated'])} (analytic: {_n(p['rom_bits'])})."))
+        blocks.append(("p", f"Weight ROM bits instantiated by the generator: "
+                            f"{_n(d['rom_bits_instantiated'])} (analytic: "
+                            f"{_n(p['rom_bits'])})."))
     rows = []
     for t in rep["targets"]:
         br = sum(1 for l in t["layers"] for m in l["memories"] if m["where"] == "bram")
@@ -155,39 +195,46 @@ def document(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
                      _n(t["fit"]["resources"]["bram"]["capacity"]),
                      _n(t["synth"]["resources"]["bram"] * t["bram_bits"] / 1024, 1),
                      _n(t["analytic"]["bram"], 1), f"{br} / {lo}"])
-    B.append(("table", ["target", "BRAM blocks used", "of", "kbit reserved",
-                        "analytic blocks", "memories in BRAM / logic (analytic)"], rows))
-    # -- preadd
+    blocks.append(("table", ["target", "BRAM blocks used", "of", "kbit reserved",
+                             "analytic blocks", "memories in BRAM / logic (analytic)"], rows))
+    return blocks
+
+
+def _preadd_blocks(rep: dict[str, Any]) -> list[tuple]:
+    """The pre-add of weight-sharing layers: on or off here, and what it saves."""
     pre = rep.get("preadd")
-    if pre:
-        B.append(("h", 2, "Pre-add (layers with w_dup > 1)"))
-        B.append(("p", f"This design: preadd **{'on' if pre['in_design'] else 'off'}** "
-                       f"({pre['arith']} datapath). Analytic LUT6 estimate of the weight-sharing "
-                       f"layers at this folding with pre-add (the inputs sharing a weight bit "
-                       f"summed once, shared by all PEs) and without: "
-                       f"{_n(pre['lut_preadd'])} vs {_n(pre['lut_no_preadd'])} "
-                       f"(ratio {_n(pre['ratio'], 2)}). Synthesized on one MVTU: "
-                       f"`scripts/bench_hw.py` (preadd on/off)."))
-        B.append(("table", ["layer", "w_dup", "PE x SIMD", "LUT6 est. preadd",
-                            "LUT6 est. no preadd"],
-                  [[r["layer"], str(r["w_dup"]), f"{r['pe']} x {r['simd']}",
-                    _n(r["lut_preadd"]), _n(r["lut_no_preadd"])] for r in pre["layers"]]))
-    # -- calibration
-    B.append(("h", 2, "Analytic vs measured"))
+    if not pre:
+        return []
+    return [("h", 2, "Pre-add (layers with w_dup > 1)"),
+            ("p", f"This design: preadd **{'on' if pre['in_design'] else 'off'}** "
+                  f"({pre['arith']} datapath). Analytic LUT6 estimate of the weight-sharing "
+                  f"layers at this folding with pre-add (the inputs sharing a weight bit "
+                  f"summed once, shared by all PEs) and without: "
+                  f"{_n(pre['lut_preadd'])} vs {_n(pre['lut_no_preadd'])} "
+                  f"(ratio {_n(pre['ratio'], 2)}). Synthesized on one MVTU: "
+                  f"`scripts/bench_hw.py` (preadd on/off)."),
+            ("table", ["layer", "w_dup", "PE x SIMD", "LUT6 est. preadd",
+                       "LUT6 est. no preadd"],
+             [[r["layer"], str(r["w_dup"]), f"{r['pe']} x {r['simd']}",
+               _n(r["lut_preadd"]), _n(r["lut_no_preadd"])] for r in pre["layers"]])]
+
+
+def _calibration_blocks(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
+    """Analytic estimates against synthesis results, per target and per layer."""
     rows = []
     for t in rep["targets"]:
         a, m, e = t["analytic"], t["synth"]["resources"], t["errors"]
         rows.append([t["name"], f"{_n(a['lut'])} / {_n(m['lut'])}", _pct(e["lut_pct"]),
                      f"{_n(a['ff'])} / {_n(m['ff'])}", _pct(e["ff_pct"]),
                      f"{_n(a['bram'], 1)} / {_n(m['bram'], 1)}", _pct(e["bram_pct"])])
-    B.append(("table", ["target", "LUT est. / meas.", "LUT error", "FF est. / meas.",
-                        "FF error", "BRAM est. / meas.", "BRAM error"], rows))
-    B.append(("p", f"Calibration: {rep['calibration']['source']}."))
+    blocks = [("h", 2, "Analytic vs measured"),
+              ("table", ["target", "LUT est. / meas.", "LUT error", "FF est. / meas.",
+                         "FF error", "BRAM est. / meas.", "BRAM error"], rows),
+              ("p", f"Calibration: {rep['calibration']['source']}.")]
     if "analytic_vs_measured" in plots:
-        B.append(("img", plots["analytic_vs_measured"], "analytic vs measured LUTs per layer"))
-    B.append(("p", f"Report built in {rep['seconds']:.1f} s (flow version "
-                   f"{rep['flow_version']})."))
-    return B
+        blocks.append(("img", plots["analytic_vs_measured"],
+                       "analytic vs measured LUTs per layer"))
+    return blocks
 
 
 def _fold(f: dict | None) -> str:
@@ -223,7 +270,7 @@ def render_markdown(rep: dict[str, Any], plots: dict[str, str] | None = None) ->
 def _inline_md(s: str) -> str:
     """`code` and **bold** of the Markdown text, for HTML."""
     import re
-    s = html.escape(s)
+    s = escape(s)
     s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
 
@@ -240,27 +287,23 @@ def render_html(rep: dict[str, Any], plot_files: dict[str, Path] | None = None) 
     for k, path in (plot_files or {}).items():
         data = base64.b64encode(Path(path).read_bytes()).decode()
         plots[k] = f"data:image/png;base64,{data}"
-    out = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-           f"<title>FPGA budget: {html.escape(rep['design']['name'])}</title>",
-           f"<style>{_CSS}</style></head><body>"]
-    for b in document(rep, plots):
-        if b[0] == "h":
-            out.append(f"<h{b[1]}>{_inline_md(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            out.append(f"<p>{_inline_md(b[1])}</p>")
-        elif b[0] == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline_md(x)}</li>" for x in b[1]) + "</ul>")
-        elif b[0] == "table":
-            out.append("<table><tr>" + "".join(f"<th>{_inline_md(h)}</th>" for h in b[1])
-                       + "</tr>")
-            for r in b[2]:
-                out.append("<tr>" + "".join(f"<td>{_inline_md(str(c))}</td>" for c in r)
-                           + "</tr>")
-            out.append("</table>")
-        elif b[0] == "img":
-            out.append(f"<p><img src='{b[1]}' alt='{html.escape(b[2])}'></p>")
-    out.append("</body></html>")
-    return "\n".join(out)
+    return page(f"FPGA budget: {rep['design']['name']}",
+                [_html_block(b) for b in document(rep, plots)], _CSS)
+
+
+def _html_block(b: tuple) -> str:
+    """One block of :func:`document` as HTML."""
+    if b[0] == "h":
+        return f"<h{b[1]}>{_inline_md(b[2])}</h{b[1]}>"
+    if b[0] == "p":
+        return f"<p>{_inline_md(b[1])}</p>"
+    if b[0] == "ul":
+        return "<ul>" + "".join(f"<li>{_inline_md(x)}</li>" for x in b[1]) + "</ul>"
+    if b[0] == "table":
+        return table(b[1], b[2], cell=lambda c: _inline_md(str(c)))
+    if b[0] == "img":
+        return f"<p><img src='{b[1]}' alt='{escape(b[2])}'></p>"
+    raise ValueError(f"unknown block kind {b[0]!r}")
 
 
 def make_plots(rep: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -81,7 +81,8 @@ def preadd_comparison(config: NetworkConfig, folding: dict[str, Any]) -> dict[st
     """Analytic LUT6 estimate of the layers with ``w_dup > 1`` with and without ``preadd`` (sum
     the inputs that share a weight bit once, before the weight is applied) at the design's
     folding and arithmetic; None when no layer shares weights or the folding is unknown."""
-    from dupnet.hw.analytic import DEFAULT_ARITH, layer_model
+    from dupnet.hw.analytic import layer_model
+    from dupnet.hw.folded import DEFAULT_ARITH
     arith = str(folding.get("arith", DEFAULT_ARITH))
     rows = []
     for g in network_geometry(config):

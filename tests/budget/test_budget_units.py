@@ -232,7 +232,7 @@ def test_fit_ff_scale():
 def test_preadd_comparison_on_the_demo():
     from dupnet.hw.analytic import layer_model
     from dupnet.hw.budget.report import preadd_comparison
-    from dupnet.hw.folding import choose_folding
+    from dupnet.hw.autofold import choose_folding
     cfg = load_config("dupnet-demo")
     fold, _ = choose_folding(cfg)
     pre = preadd_comparison(cfg, fold.to_dict())

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dupnet.sw.train import CHECKPOINT_FORMAT
+from dupnet.sw.checkpoint import CHECKPOINT_FORMAT
 from dupnet.cli import main
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import load_config, parse_config

@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from dupnet.hw.analytic import (finn_mvau_lut_estimate, layer_model, pipeline_model,
-                                weight_rom_shape, window_depth)
-from dupnet.hw.folding import Folding, FoldingError
+from dupnet.hw.analytic import finn_mvau_lut_estimate, layer_model
+from dupnet.hw.folded import FoldedConv, window_depth
+from dupnet.hw.pipeline import pipeline_model
+from dupnet.hw.folded import FoldingError
+from dupnet.hw.folding import Folding
 from dupnet.sw.config import conv_geometries, load_config
 
 
@@ -17,7 +19,7 @@ def test_cycles_formula_and_rom_bits(small_cfg):
             assert m.cycles_per_frame == (g.height * g.width * g.k * g.k * g.c_dup // simd
                                           * g.out_channels // pe)
             assert m.rom_bits == g.unique_weight_bits
-            width, depth = weight_rom_shape(g, pe, simd)
+            depth, width = FoldedConv(g, pe, simd).weight_rom
             assert width * depth * pe == g.unique_weight_bits
 
 
@@ -58,7 +60,10 @@ def test_buffer_bits_are_the_instantiated_line_buffers(small_art):
     from amaranth.hdl import Fragment
     dut = DupNetAccelerator(small_art, f)
     Fragment.get(dut, None)             # elaborated (the line buffers exist)
-    for name, win in dut.windows.items():
+    windows = {name: unit for name, engine in dut.engines for suffix, unit in engine.stages
+               if suffix == "window"}
+    assert sorted(windows) == ["conv1", "conv2", "conv3", "conv4"]
+    for name, win in windows.items():
         assert pm.layer(name).buffer_bits == win.depth * win.channels * win.bits
 
 
@@ -70,7 +75,7 @@ def test_finn_model_known_value():
 
 
 def test_tinier_yolo_30fps_folding_exists():
-    from dupnet.hw.folding import auto_folding
+    from dupnet.hw.autofold import auto_folding
     cfg = load_config("dupnet-tinier-yolo")
     f = auto_folding(cfg, target_cycles=100_000_000 // 30)
     pm = pipeline_model(cfg, f)

@@ -3,8 +3,10 @@ import json
 
 import pytest
 
-from dupnet.hw.analytic import pipeline_model
-from dupnet.hw.folding import Folding, FoldingError, auto_folding, load_folding, validate_folding
+from dupnet.hw.pipeline import pipeline_model
+from dupnet.hw.autofold import auto_folding
+from dupnet.hw.folded import FoldingError
+from dupnet.hw.folding import Folding, load_folding, validate_folding
 
 
 def test_load_toml_and_json_roundtrip(tmp_path, small_cfg):
@@ -107,7 +109,7 @@ def test_auto_folding_every_target_folds_or_says_why(small_cfg):
     """Around every reachable per-layer cycle count: a folding that meets the target, or a
     FoldingError (never another exception)."""
     from dupnet.hw.analytic import layer_model
-    from dupnet.hw.folding import folding_candidates
+    from dupnet.hw.folded import FoldedConv
     from dupnet.sw.config import conv_geometries, load_config
 
     def folds_within(cfg, field, limit, **request):
@@ -122,7 +124,7 @@ def test_auto_folding_every_target_folds_or_says_why(small_cfg):
 
     for cfg in (small_cfg, load_config("dupnet-demo")):
         cycles = sorted({layer_model(g, pe, s).cycles_per_frame for g in conv_geometries(cfg)
-                         for pe, s in folding_candidates(g)})
+                         for pe, s in FoldedConv.candidates(g)})
         for t in sorted({c + d for c in cycles for d in (-1, 0)}):
             folds_within(cfg, "cycles_per_frame", t, target_cycles=t)
         for budget in (1, 10**3, 10**4, 10**5, 10**6):

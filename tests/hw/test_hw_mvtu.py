@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from dupnet.hw.analytic import PIPELINE_DEPTH
+from dupnet.hw.folded import FoldedConv, FoldingError
 from dupnet.hw.mvtu import MVTU
-from dupnet.hw.reference import pack_lanes, unpack_lanes, window_chunks
+from dupnet.hw.reference import window_chunks
+from dupnet.hw.stream_layout import pack_lanes, unpack_lanes
 from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
 from dupnet.sw.config import ConvGeometry
 from dupnet.sw.golden import conv_acc, threshold
@@ -42,8 +44,8 @@ def run_mvtu(g, pe, simd, x=None, weights=None, thresholds=None, preadd=True, st
         want, bits, signed = acc, g.acc_bits, True
     nf = g.out_channels // pe
     frame_beats = g.height * g.width * nf if g.is_last else None
-    dut = MVTU(g, weights, thresholds, pe, simd, preadd=preadd, frame_beats=frame_beats,
-               arith=arith)
+    dut = MVTU(FoldedConv(g, pe, simd, preadd=preadd, arith=arith), weights, thresholds,
+               frame_beats=frame_beats)
     assert dut.rom_bits == g.unique_weight_bits
     ins = [pack_lanes(row, g.in_bits) for img in x
            for row in window_chunks(img, g.k, simd, g.x_dup, nf)]
@@ -136,8 +138,8 @@ def test_worst_case_thresholds_at_bounds(arith, w_dup, simd):
 def test_rejects_incompatible_simd():
     g = geom(c_in=12, c_out=4, w_dup=4)
     w = np.ones((4, 3, 3, 3), dtype=np.int8)
-    with pytest.raises(ValueError, match="convt"):
-        MVTU(g, w, np.zeros((4, 3), dtype=np.int64), 2, 6)
+    with pytest.raises(FoldingError, match="convt.*'simd' \\(6\\) and w_dup \\(4\\)"):
+        MVTU(FoldedConv(g, 2, 6), w, np.zeros((4, 3), dtype=np.int64))
 
 
 def test_backpressure_absorbed_while_accumulating():
@@ -154,7 +156,7 @@ def test_backpressure_absorbed_while_accumulating():
     want = threshold(conv_acc(x, weights, g), thresholds)
     expected = [pack_lanes(row, g.act_bits) for f in range(frames)
                 for row in want[f].reshape(-1, pe)]
-    dut = MVTU(g, weights, thresholds, pe, simd)
+    dut = MVTU(FoldedConv(g, pe, simd), weights, thresholds)
     ins = [pack_lanes(row, g.in_bits) for img in x
            for row in window_chunks(img, g.k, simd, g.x_dup, 1)]
     got, end = [], []

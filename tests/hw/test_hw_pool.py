@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from dupnet.hw.pool import MaxPool
-from dupnet.hw.reference import pixel_beats, unpack_lanes
+from dupnet.hw.stream_layout import WordLayout, unpack_lanes
+
+
+def pixel_beats(x, bits):
+    """One word per whole pixel of codes (the max-pool's streams)."""
+    return WordLayout(x.shape[-1], bits, signed=False).pack(x)
 from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
 from dupnet.sw.golden import maxpool
 

@@ -4,8 +4,9 @@ import random
 import numpy as np
 import pytest
 
-from dupnet.hw.analytic import window_depth
-from dupnet.hw.reference import pack_lanes, pixel_beats, unpack_lanes, window_chunks
+from dupnet.hw.folded import FoldedConv, FoldingError, window_depth
+from dupnet.hw.reference import window_chunks
+from dupnet.hw.stream_layout import WordLayout, pack_lanes, unpack_lanes
 from dupnet.hw.stream_sim import get_n, put_all, run_sim
 from dupnet.hw.window import WindowUnit
 
@@ -13,14 +14,14 @@ from dupnet.hw.window import WindowUnit
 def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0):
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, h, w, c))
-    dut = WindowUnit(h, w, c, bits, k, simd, x_dup=x_dup, repeat=repeat)
+    dut = WindowUnit(FoldedConv.of(h, w, c, repeat, k, 1, simd, x_dup=x_dup, in_bits=bits))
     expected = [pack_lanes(row, bits) for img in imgs
                 for row in window_chunks(img, k, simd, x_dup, repeat)]
     prng = random.Random(seed)
     got = []
 
     async def producer(ctx):
-        await put_all(ctx, dut.i, pixel_beats(imgs, bits), stall, prng)
+        await put_all(ctx, dut.i, WordLayout(c, bits, signed=False).pack(imgs), stall, prng)
 
     collisions = []
 
@@ -70,5 +71,5 @@ def test_window_no_stall_full_rate():
 
 
 def test_window_rejects_bad_simd():
-    with pytest.raises(ValueError, match="SIMD"):
-        WindowUnit(4, 4, 3, 8, 3, 4, name="convx")
+    with pytest.raises(FoldingError, match="convx.*'simd' \\(4\\) must divide C'"):
+        WindowUnit(FoldedConv.of(4, 4, 3, 1, 3, 1, 4, in_bits=8, name="convx"))

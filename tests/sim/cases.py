@@ -40,10 +40,11 @@ def config(name):
 
 def folding(cfg, kind):
     """``min``: PE = SIMD = 1; ``wide``: PE = C_out, SIMD = C'; ``mixed``: in between."""
-    from dupnet.hw.folding import Folding, folding_candidates
+    from dupnet.hw.folded import FoldedConv
+    from dupnet.hw.folding import Folding
     layers = {}
     for g in conv_geometries(cfg):
-        cands = folding_candidates(g)
+        cands = FoldedConv.candidates(g)
         if kind == "min":
             layers[g.name] = (1, 1)
         elif kind == "wide":

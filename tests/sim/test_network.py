@@ -148,7 +148,7 @@ def test_corrupted_design_is_caught_with_location(what, sim_row):
 @pytest.mark.slow
 def test_demo_bit_exact_with_builtin_images(sim_row):
     """dupnet-demo (64x64x1) at an auto folding: built-in test images, back to back."""
-    from dupnet.hw.folding import auto_folding
+    from dupnet.hw.autofold import auto_folding
     from dupnet.sim.images import builtin_images
     from dupnet.sw.config import load_config
     cfg = load_config("dupnet-demo")
@@ -161,7 +161,7 @@ def test_demo_bit_exact_with_builtin_images(sim_row):
 
 @pytest.mark.slow
 def test_demo_timing():
-    from dupnet.hw.folding import auto_folding
+    from dupnet.hw.autofold import auto_folding
     from dupnet.sim.images import builtin_images
     from dupnet.sw.config import load_config
     cfg = load_config("dupnet-demo")

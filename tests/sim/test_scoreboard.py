@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dupnet.sim.scoreboard import (Scoreboard, WordLayout, pack_pixels, pack_words,
-                                   unpack_words)
+from dupnet.hw.stream_layout import WordLayout, image_beats
+from dupnet.sim.scoreboard import Scoreboard
 from dupnet.sim.stream import StallPattern
 
 
@@ -16,20 +16,20 @@ def _tensor(seed=0, shape=(3, 4, 6), lo=-50, hi=50):
 def test_pack_unpack_roundtrip_signed_with_last():
     t = _tensor()
     lay = WordLayout(3, 8, signed=True, has_last=True)
-    words = pack_words(t, lay, last_every=t.size // 3)
-    vals, last = unpack_words(words, lay)
+    words = lay.pack(t, last_every=t.size // 3)
+    vals, last = lay.unpack(words)
     assert np.array_equal(vals.reshape(t.shape), t)
     assert last.tolist() == [False] * (len(words) - 1) + [True]
 
 
 def test_pack_pixels_layout():
     img = np.arange(2 * 3 * 2).reshape(2, 3, 2)
-    beats = pack_pixels(img, pixels_per_beat=3)
+    beats = image_beats(img, pixels_per_beat=3)
     assert len(beats) == 2
     # pixel p, channel c at [(p*C + c)*8 +: 8]
     assert (beats[0] >> ((1 * 2 + 1) * 8)) & 0xFF == img[0, 1, 1]
     with pytest.raises(ValueError):
-        pack_pixels(img, pixels_per_beat=4)
+        image_beats(img, pixels_per_beat=4)
 
 
 def test_scoreboard_passes_exact_stream():
@@ -37,7 +37,7 @@ def test_scoreboard_passes_exact_stream():
     lay = WordLayout(2, 8, signed=True, has_last=True)
     sb = Scoreboard("convX", lay, [t[0], t[1]])
     for f in range(2):
-        for w in pack_words(t[f], lay, last_every=t[f].size // 2):
+        for w in lay.pack(t[f], last_every=t[f].size // 2):
             sb.push(w)
     sb.finish()
     assert sb.ok and sb.compared == t.size and sb.frame == 2
@@ -46,11 +46,11 @@ def test_scoreboard_passes_exact_stream():
 def test_scoreboard_reports_first_mismatch_location():
     t = _tensor(shape=(3, 4, 6))
     lay = WordLayout(3, 8, signed=True, has_last=True)
-    words = pack_words(t, lay, last_every=t.size // 3)
+    words = lay.pack(t, last_every=t.size // 3)
     bad = t.copy()
     bad[2, 1, 4] += 1          # y=2, x=1, channel 4 -> word (2*4+1)*2 + 1, lane 1
     bad[2, 3, 0] -= 3          # a later one: not the first
-    bad_words = pack_words(bad, lay, last_every=t.size // 3)
+    bad_words = lay.pack(bad, last_every=t.size // 3)
     sb = Scoreboard("conv7", lay, [t])
     for w in bad_words:
         sb.push(w, cycle=100)
@@ -66,7 +66,7 @@ def test_scoreboard_reports_first_mismatch_location():
 def test_scoreboard_unsigned_codes_and_framing_errors():
     t = np.random.default_rng(1).integers(0, 4, size=(2, 2, 4))
     lay = WordLayout(4, 2, signed=False)
-    words = pack_words(t, lay)
+    words = lay.pack(t)
     sb = Scoreboard("pool1", lay, [t])
     for w in words[:-1]:
         sb.push(w)
@@ -81,7 +81,7 @@ def test_scoreboard_unsigned_codes_and_framing_errors():
 def test_scoreboard_checks_last_marker():
     t = _tensor(shape=(1, 2, 2))
     lay = WordLayout(2, 8, signed=True, has_last=True)
-    words = pack_words(t, lay)          # no last bit set anywhere
+    words = lay.pack(t)          # no last bit set anywhere
     sb = Scoreboard("o", lay, [t])
     for w in words:
         sb.push(w)

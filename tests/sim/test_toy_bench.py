@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dupnet.sim.network import StreamCheck, run_design
-from dupnet.sim.scoreboard import WordLayout
+from dupnet.hw.stream_layout import WordLayout
 from dupnet.sim.toy import ToySpec, toy_reference, toy_verilog
 
 pytestmark = pytest.mark.sim

@@ -7,7 +7,7 @@ import torch
 
 from dupnet.errors import DupnetError
 from dupnet.sw.artifact import Artifact
-from dupnet.sw.train import CHECKPOINT_FORMAT
+from dupnet.sw.checkpoint import CHECKPOINT_FORMAT
 from dupnet.sw.config import ConvGeometry, load_config, parse_config
 from dupnet.sw.export import ExportError, export_checkpoint, export_model, fold_thresholds
 from dupnet.sw.equivalence import compare_with_golden as compare

@@ -13,8 +13,10 @@ import torch
 from dupnet.cli import main
 from dupnet.errors import DupnetError
 from dupnet.sw.config import load_config
-from dupnet.sw.train import (CHECKPOINT, RunError, TrainOptions, _augment, load_checkpoint,
-                             load_run, save_checkpoint, train)
+from dupnet.sw.checkpoint import (CHECKPOINT, RunError, load_checkpoint, load_run,
+                                  save_checkpoint)
+from dupnet.sw.data import augment as _augment
+from dupnet.sw.train import TrainOptions, train
 
 from ..tiny_configs import tiny_config_toml
 
@@ -274,7 +276,8 @@ def test_bn_statistics_recalibrated_at_the_end(cfg, straight, tmp_path):
     """The final checkpoint's BN running statistics are the exact averages over the training
     images at the final weights (not the lagging momentum averages)."""
     from dupnet.sw.qat import build_model
-    from dupnet.sw.train import _Data, load_split, recalibrate_bn
+    from dupnet.sw.batchnorm import recalibrate_bn
+    from dupnet.sw.data import BatchReader as _Data, load_split
     ck = load_checkpoint(straight)
     assert ck["bn_recalibrated"] is True
     final = ck["model"]

@@ -1,0 +1,152 @@
+"""Choosing a folding: balance the pipeline for a target cycles/frame, or find the fastest
+folding that fits a LUT budget (estimates of :mod:`dupnet.hw.analytic`).
+
+:func:`choose_folding` is what the command-line tools call: a folding file wins, else an
+automatic folding for a LUT budget, else for a target cycles/frame (default: 30 frames/s at
+100 MHz).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, network_geometry
+
+from .analytic import layer_model, pool_model
+from .folded import DEFAULT_ARITH, FoldedConv, FoldingError
+from .folding import Folding, check_pixels_per_beat, load_folding
+from .pipeline import pipeline_model
+
+__all__ = ["auto_folding", "choose_folding", "min_layer_cycles", "DEFAULT_FPS",
+           "DEFAULT_CLOCK_HZ"]
+
+
+def _best_for_target(g: ConvGeometry, target: int, preadd: bool, arith: str):
+    best = None
+    for pe, simd in FoldedConv.candidates(g):
+        m = layer_model(g, pe, simd, preadd=preadd, arith=arith)
+        if m.cycles_per_frame > target:
+            continue
+        key = (m.lut_estimate, m.lanes, m.cycles_per_frame, pe)
+        if best is None or key < best[0]:
+            best = (key, (pe, simd), m)
+    return best
+
+
+def min_layer_cycles(g: ConvGeometry, preadd: bool = True) -> tuple[int, tuple[int, int]]:
+    """Fewest cycles/frame of a conv layer at any valid folding, and that (PE, SIMD): fully
+    unfolded, ``H*W*k*k`` (the window unit emits one kernel position per cycle; SIMD
+    parallelises channels only)."""
+    return min((layer_model(g, pe, simd, preadd=preadd).cycles_per_frame, (pe, simd))
+               for pe, simd in FoldedConv.candidates(g))
+
+
+def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int, str]:
+    worst = (config.input_height * config.input_width // pixels_per_beat, "input stream")
+    for g in network_geometry(config):
+        if not isinstance(g, ConvGeometry):
+            c = pool_model(g).cycles_per_frame
+            if c > worst[0]:
+                worst = (c, f"layer {g.index} ({g.name})")
+    return worst
+
+
+def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
+                 lut_budget: int | None = None, preadd: bool = True,
+                 pixels_per_beat: int = 1, arith: str = DEFAULT_ARITH) -> Folding:
+    """A balanced folding.
+
+    ``target_cycles``: every layer at most this many cycles/frame, each with the smallest LUT
+    estimate. ``lut_budget``: the smallest cycles/frame whose total LUT estimate fits. Exactly
+    one of the two must be given. Raises :class:`FoldingError` when the request is impossible.
+    """
+    if (target_cycles is None) == (lut_budget is None):
+        raise FoldingError("auto folding needs exactly one of target_cycles and lut_budget")
+    check_pixels_per_beat(config, pixels_per_beat)
+    geoms = conv_geometries(config)
+    fixed, fixed_what = _fixed_min_cycles(config, pixels_per_beat)
+
+    def for_target(t: int) -> Folding | None:
+        layers = {}
+        for g in geoms:
+            b = _best_for_target(g, t, preadd, arith)
+            if b is None:
+                return None
+            layers[g.name] = b[1]
+        return Folding(layers, preadd=preadd, arith=arith)
+
+    if target_cycles is not None:
+        if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) \
+                or target_cycles < 1:
+            raise FoldingError(f"target cycles must be a positive integer, got {target_cycles!r}")
+        if target_cycles < fixed:
+            raise FoldingError(f"target of {target_cycles} cycles/frame is impossible: the "
+                               f"{fixed_what} alone needs {fixed} cycles/frame")
+        for g in geoms:
+            least, (pe, simd) = min_layer_cycles(g, preadd)
+            if least > target_cycles:
+                raise FoldingError(
+                    f"target of {target_cycles} cycles/frame is impossible: layer {g.index} "
+                    f"({g.name}) needs at least H*W*k*k = {g.height}*{g.width}*{g.k}*{g.k} = "
+                    f"{least} cycles/frame even fully unfolded (PE = C_out = {pe}, SIMD = C' "
+                    f"= {simd}: the window unit emits one kernel position per cycle)")
+        f = for_target(target_cycles)
+        if f is None:      # unreachable after the checks above; never a bare assert
+            raise FoldingError(f"no folding meets a target of {target_cycles} cycles/frame")
+        return f
+
+    if isinstance(lut_budget, bool) or not isinstance(lut_budget, int) or lut_budget < 1:
+        raise FoldingError(f"LUT budget must be a positive integer, got {lut_budget!r}")
+    targets = sorted({layer_model(g, pe, s, preadd).cycles_per_frame
+                      for g in geoms for pe, s in FoldedConv.candidates(g)} | {fixed})
+    targets = [t for t in targets if t >= fixed]
+
+    def luts(t: int) -> int | None:
+        f = for_target(t)
+        return None if f is None else pipeline_model(config, f, pixels_per_beat).lut_estimate
+
+    slowest = targets[-1]
+    most_folded = luts(slowest)
+    if most_folded is None or most_folded > lut_budget:
+        raise FoldingError(f"LUT budget of {lut_budget} is impossible: the most folded design "
+                           f"(PE = SIMD = 1 everywhere) is estimated at {most_folded} LUTs")
+    lo, hi = 0, len(targets) - 1          # find the smallest target that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        v = luts(targets[mid])
+        if v is not None and v <= lut_budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    f = for_target(targets[lo])
+    if f is None:          # unreachable: targets[lo] was checked to fit; never a bare assert
+        raise FoldingError(f"LUT budget of {lut_budget}: no folding found")
+    return f
+
+
+# The default performance target of `dupnet rtl`, `report` and `sim` when no folding is given.
+DEFAULT_FPS = 30
+DEFAULT_CLOCK_HZ = 100_000_000
+
+
+def choose_folding(config: NetworkConfig, folding_file: str | Path | None = None,
+                   target_cycles: int | None = None, lut_budget: int | None = None,
+                   preadd: bool = True, pixels_per_beat: int = 1) -> tuple[Folding, str]:
+    """The folding the command-line tools use, and a line saying how it was chosen.
+
+    A folding file wins; else ``auto_folding`` for ``lut_budget``; else for ``target_cycles``
+    (default: ``DEFAULT_FPS`` frames/s at ``DEFAULT_CLOCK_HZ``).
+    """
+    if folding_file:
+        return load_folding(folding_file, config), f"folding file {folding_file}"
+    if lut_budget is not None:
+        return (auto_folding(config, lut_budget=lut_budget, preadd=preadd,
+                             pixels_per_beat=pixels_per_beat),
+                f"auto folding for a LUT budget of {lut_budget}")
+    if target_cycles is None:
+        target = DEFAULT_CLOCK_HZ // DEFAULT_FPS
+        how = f"auto folding for {DEFAULT_FPS} frames/s at 100 MHz ({target} cycles)"
+    else:
+        target, how = target_cycles, f"auto folding for {target_cycles} cycles/frame"
+    return (auto_folding(config, target_cycles=target, preadd=preadd,
+                         pixels_per_beat=pixels_per_beat), how)
+

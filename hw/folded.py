@@ -1,0 +1,332 @@
+"""A layer as the hardware builds it: the one place for the folding arithmetic.
+
+:class:`FoldedConv` is a conv layer's geometry (:class:`~dupnet.sw.config.ConvGeometry`) at one
+folding (PE output lanes, SIMD input lanes, pre-add, MVTU arithmetic). It validates itself on
+creation (:class:`FoldingError`, naming the layer and the field) and derives every shape the
+generator, the analytic model, the budget reports and the testbenches use::
+
+    sf     = k*k*C'/SIMD        input folds per output pixel and neuron fold
+    nf     = C_out/PE           neuron folds per output pixel
+    chunks = C'/SIMD            SIMD-wide chunks of one (duplicated) pixel
+    cycles_per_frame = H*W*sf*nf
+
+and the layer's memories (:class:`LayerMemory`, named by the constants below), each with one
+:class:`MemoryShape` ``(depth, width)``. :class:`FoldedPool` does the same for a max-pool.
+Nothing here imports Amaranth: the models and the reports use it without elaborating anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from dupnet.errors import DupnetError
+from dupnet.sw.config import ConvGeometry, PoolGeometry
+
+__all__ = ["FoldingError", "ARITHMETICS", "DEFAULT_ARITH", "MemoryShape", "LayerMemory",
+           "FoldedConv", "FoldedPool", "WEIGHT_ROM", "THRESHOLD_ROM", "OFFSET_ROM",
+           "LINE_BUFFER", "ROW_BUFFER", "WINDOW_SLACK_PIXELS", "window_depth",
+           "pool_rowbuf_depth", "divisors"]
+
+#: MVTU datapath arithmetics (docs/hardware.md): ``"xnor"`` offset form with a LUT6 bit-heap
+#: compressor (the default), ``"gated"`` AND-gated carry-chain adder trees with ``2*S - T``,
+#: ``"addsub"`` the naive signed add/sub tree (the LUT benchmark's baseline)
+ARITHMETICS = ("xnor", "gated", "addsub")
+DEFAULT_ARITH = ARITHMETICS[0]
+
+#: memory names, as the generated Verilog, the budget reports and Yosys scripts know them
+WEIGHT_ROM = "w_rom"          # one per PE: w_rom0, w_rom1, ...
+THRESHOLD_ROM = "t_rom"       # hidden layers with nf > 1: thresholds per neuron fold
+OFFSET_ROM = "k_rom"          # "xnor" last layer with nf > 1: -K per neuron fold
+LINE_BUFFER = "linebuf"       # the window unit's line buffer
+ROW_BUFFER = "rowbuf"         # the max-pool's row buffer
+
+#: Line-buffer slack of a window unit beyond its minimum ``(k-1)*W + k + 1`` pixels:
+#: ``ceil(W/2) + WINDOW_SLACK_PIXELS``.  Why: the upstream of a conv layer delivers in bursts
+#: (a stride-2 pool emits a whole output row during every second input row; a stride-1 pool
+#: emits its bottom row after the frame; a k=3 window needs ``W+1`` pixels of the next frame
+#: before its first output).  When the upstream engine runs at the same cycles/frame as this
+#: one (a balanced pipeline) a k=3 window behind a stride-2 pool must hold about
+#: ``2.5*W + 4`` pixels for both engines to stay busy (the fluid bound; measured on
+#: dupnet-tinier-yolo: slack ``W/2`` runs at the analytic cycles/frame, ``3W/8`` at +15 %,
+#: ``W/4`` at +28 %, 8 pixels at +96 %, the former ``2W + 4`` rounded up to a power of two at
+#: +14 %).  ``WINDOW_SLACK_PIXELS`` covers the pipeline latencies on top of the fluid bound.
+WINDOW_SLACK_PIXELS = 8
+
+
+class FoldingError(DupnetError):
+    """A folding is invalid or a folding request cannot be met (names the layer and field)."""
+
+
+class MemoryShape(NamedTuple):
+    """``(depth, width)`` of one memory: ``depth`` words of ``width`` bits."""
+    depth: int
+    width: int
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+@dataclass(frozen=True)
+class LayerMemory:
+    """One memory of a layer: its name (one of the constants above, ``w_rom<p>`` per PE), its
+    shape, and whether it is a ROM (an init image: weights, thresholds) or a RAM (a buffer)."""
+    name: str
+    depth: int
+    width: int
+    rom: bool
+
+    @property
+    def shape(self) -> MemoryShape:
+        return MemoryShape(self.depth, self.width)
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+def divisors(n: int) -> list[int]:
+    """The positive divisors of ``n``, ascending."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def window_depth(k: int, width: int) -> int:
+    """Line-buffer depth (pixels): the window's minimum ``(k-1)*W + k + 1`` (the rows the
+    window spans plus the pixel being written) plus ``ceil(W/2) + WINDOW_SLACK_PIXELS`` of
+    slack for bursty upstreams; exact (the addresses wrap at the depth, no power of two)."""
+    return (k - 1) * width + k + 1 + (width + 1) // 2 + WINDOW_SLACK_PIXELS
+
+
+def pool_rowbuf_depth(stride: int, width: int) -> int:
+    """Row-buffer depth (pixels) of the max-pool."""
+    return max(1, width // 2) if stride == 2 else max(1, width - 1)
+
+
+def _positive_int(where: str, name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise FoldingError(f"{where}: field '{name}' must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True)
+class FoldedConv:
+    """A conv layer at a folding.
+
+    Parameters
+    ----------
+    geometry : ConvGeometry
+        The layer.
+    pe, simd : int
+        Output lanes (divide ``C_out``) and input lanes (divide ``C' = x_dup*C_in``; with
+        ``w_dup > 1`` one of SIMD, w_dup divides the other, so that a chunk holds whole
+        weight-sharing groups or lies inside one).
+    preadd : bool
+        Pre-add the inputs that share a weight bit. Stored as in effect: False when
+        ``w_dup == 1``.
+    arith : str
+        The MVTU arithmetic, one of :data:`ARITHMETICS`.
+
+    Raises
+    ------
+    FoldingError
+        On any invalid field, naming the layer, the field and the arithmetic.
+    """
+    geometry: ConvGeometry
+    pe: int
+    simd: int
+    preadd: bool = True
+    arith: str = DEFAULT_ARITH
+
+    def __post_init__(self):
+        g, where = self.geometry, self.where
+        _positive_int(where, "pe", self.pe)
+        _positive_int(where, "simd", self.simd)
+        if g.out_channels % self.pe:
+            raise FoldingError(f"{where}: field 'pe' ({self.pe}) must divide C_out = "
+                               f"{g.out_channels}")
+        if g.c_dup % self.simd:
+            raise FoldingError(f"{where}: field 'simd' ({self.simd}) must divide C' = x_dup*C_in"
+                               f" = {g.x_dup}*{g.in_channels} = {g.c_dup}")
+        if g.w_dup > 1 and self.simd % g.w_dup and g.w_dup % self.simd:
+            raise FoldingError(f"{where}: field 'simd' ({self.simd}) and w_dup ({g.w_dup}) are "
+                               f"incompatible: one must divide the other, so that a SIMD chunk "
+                               f"holds whole weight-sharing groups or lies inside one")
+        if self.arith not in ARITHMETICS:
+            raise FoldingError(f"{where}: field 'arith' must be one of "
+                               f"{', '.join(map(repr, ARITHMETICS))}, got {self.arith!r}")
+        object.__setattr__(self, "preadd", bool(self.preadd) and g.w_dup > 1)
+
+    @property
+    def where(self) -> str:
+        """``layer <index> (<name>)``, the prefix of every message about this layer."""
+        return f"layer {self.geometry.index} ({self.geometry.name})"
+
+    # ---- folds
+    @property
+    def sf(self) -> int:
+        """Input folds per output pixel and neuron fold: ``k*k*C'/SIMD``."""
+        g = self.geometry
+        return g.k * g.k * g.c_dup // self.simd
+
+    @property
+    def nf(self) -> int:
+        """Neuron folds per output pixel: ``C_out/PE``."""
+        return self.geometry.out_channels // self.pe
+
+    @property
+    def chunks(self) -> int:
+        """SIMD-wide chunks of one duplicated pixel: ``C'/SIMD``."""
+        return self.geometry.c_dup // self.simd
+
+    @property
+    def lanes(self) -> int:
+        return self.pe * self.simd
+
+    @property
+    def cycles_per_frame(self) -> int:
+        g = self.geometry
+        return g.height * g.width * self.sf * self.nf
+
+    @property
+    def output_beats_per_frame(self) -> int:
+        """MVTU output beats per frame: ``H*W*nf``."""
+        return self.geometry.height * self.geometry.width * self.nf
+
+    # ---- weights
+    @property
+    def weight_rom(self) -> MemoryShape:
+        """Shape of each of the PE weight ROMs (unique bits only): a word of
+        ``max(1, SIMD/w_dup)`` bits per input fold."""
+        g = self.geometry
+        width = self.simd // g.w_dup if self.simd % g.w_dup == 0 else 1
+        depth = self.nf * g.k * g.k * g.c_unique // width
+        return MemoryShape(depth, width)
+
+    @property
+    def weight_rom_repeat(self) -> int:
+        """Input folds that read the same weight word (``w_dup/SIMD`` when SIMD < w_dup)."""
+        g = self.geometry
+        return g.w_dup // self.simd if self.simd < g.w_dup else 1
+
+    # ---- terms of the MVTU sum
+    @property
+    def term_group(self) -> int:
+        """Inputs summed into one term before the weight applies: ``min(SIMD, w_dup)`` with
+        pre-add, else 1."""
+        return min(self.simd, self.geometry.w_dup) if self.preadd else 1
+
+    @property
+    def terms(self) -> int:
+        """Terms per chunk (per PE): ``SIMD / term_group``."""
+        return self.simd // self.term_group
+
+    @property
+    def term_bits(self) -> int:
+        """Width of a term: ``b``, or a pre-sum of ``term_group`` inputs added by a balanced
+        tree (one bit per level)."""
+        return self.geometry.in_bits + max(0, (self.term_group - 1).bit_length())
+
+    @property
+    def offset_sum_max(self) -> int:
+        """Largest offset sum ``S'`` of the ``"xnor"`` MVTU: every term at its complement's
+        maximum, ``2^t - 1`` for a ``t``-bit term, over the ``k*k*C'/term_group`` terms of a
+        window. Equals ``acc_max`` without pre-add; above it with pre-add (a pre-sum of
+        several inputs stays below ``2^t - 1``)."""
+        return (self.geometry.window // self.term_group) * ((1 << self.term_bits) - 1)
+
+    @property
+    def offset_threshold_bits(self) -> int:
+        """Bits of one threshold as the ``"xnor"`` MVTU stores it (and of its ``S'``
+        accumulators): unsigned, on ``S' = acc + K``, clamped to ``[0, offset_sum_max + 1]``."""
+        return (self.offset_sum_max + 1).bit_length()
+
+    @property
+    def stored_threshold_bits(self) -> int:
+        """Bits of one stored threshold of this arithmetic."""
+        if self.arith == "xnor":
+            return self.offset_threshold_bits
+        return self.geometry.threshold_bits
+
+    # ---- memories
+    @property
+    def threshold_rom(self) -> MemoryShape | None:
+        """Shape of the threshold ROM (hidden layers: ``2^b - 1`` thresholds per PE lane) or,
+        for an ``"xnor"`` last layer, of its offset ROM (``-K`` per lane, ``acc_bits`` wide);
+        None when there is none (one neuron fold: the values are constants)."""
+        g = self.geometry
+        if self.nf == 1:
+            return None
+        if g.act_bits is None:
+            return MemoryShape(self.nf, self.pe * g.acc_bits) if self.arith == "xnor" else None
+        return MemoryShape(self.nf, self.pe * g.n_thresholds * self.stored_threshold_bits)
+
+    @property
+    def threshold_rom_name(self) -> str:
+        return THRESHOLD_ROM if self.geometry.act_bits is not None else OFFSET_ROM
+
+    @property
+    def line_buffer(self) -> MemoryShape:
+        """The window unit's line buffer: :func:`window_depth` whole pixels."""
+        g = self.geometry
+        return MemoryShape(window_depth(g.k, g.width), g.in_channels * g.in_bits)
+
+    @property
+    def memories(self) -> list[LayerMemory]:
+        """Every memory of the layer: the PE weight ROMs, the threshold (or offset) ROM when
+        there is one, the line buffer."""
+        w = self.weight_rom
+        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, True) for p in range(self.pe)]
+        t = self.threshold_rom
+        if t is not None:
+            out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, True))
+        lb = self.line_buffer
+        out.append(LayerMemory(LINE_BUFFER, lb.depth, lb.width, False))
+        return out
+
+    @classmethod
+    def of(cls, height: int, width: int, in_channels: int, out_channels: int, k: int, pe: int,
+           simd: int, *, w_dup: int = 1, x_dup: int = 1, in_bits: int = 2,
+           act_bits: int | None = 2, preadd: bool = True, arith: str = DEFAULT_ARITH,
+           name: str = "conv", index: int = 0) -> "FoldedConv":
+        """A folded layer from plain numbers (unit tests, benchmarks): the geometry of a conv
+        of ``k x k`` on ``height x width x in_channels`` codes of ``in_bits`` bits, a hidden
+        layer with ``act_bits`` output bits or (None) a last layer."""
+        g = ConvGeometry(index=index, name=name, k=k, height=height, width=width,
+                         in_channels=in_channels, out_channels=out_channels, w_dup=w_dup,
+                         x_dup=x_dup, in_bits=in_bits, act_bits=act_bits,
+                         is_last=act_bits is None)
+        return cls(g, pe, simd, preadd=preadd, arith=arith)
+
+    @classmethod
+    def candidates(cls, g: ConvGeometry) -> list[tuple[int, int]]:
+        """Every valid ``(PE, SIMD)`` of a conv layer."""
+        simds = [s for s in divisors(g.c_dup)
+                 if g.w_dup == 1 or s % g.w_dup == 0 or g.w_dup % s == 0]
+        return [(pe, s) for pe in divisors(g.out_channels) for s in simds]
+
+
+@dataclass(frozen=True)
+class FoldedPool:
+    """A max-pool as the hardware builds it (whole pixels in and out; no folding choice)."""
+    geometry: PoolGeometry
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """One input pixel per cycle; a stride-1 pool also flushes its bottom row while the
+        next frame's first row comes in and its right-edge output while the next row's first
+        pixel comes in. What is left: 2 cycles per frame (the last row's edge output ahead of
+        the flush), 1 for a one-row map, one per row for a one-column map."""
+        g = self.geometry
+        cycles = g.height * g.width
+        if g.stride == 1:
+            cycles += g.height if g.width == 1 else (1 if g.height == 1 else 2)
+        return cycles
+
+    @property
+    def row_buffer(self) -> MemoryShape:
+        g = self.geometry
+        return MemoryShape(pool_rowbuf_depth(g.stride, g.width), g.channels * g.bits)
+
+    @property
+    def memories(self) -> list[LayerMemory]:
+        rb = self.row_buffer
+        return [LayerMemory(ROW_BUFFER, rb.depth, rb.width, False)]
