@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import DupnetError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text", "default_file_mode", "atomic_save_npy",
            "check_output_dir", "check_output_file"]
 
@@ -71,7 +73,6 @@ def check_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
     folder (a regular file, a dangling link): ``mkdir`` would fail there with a bare
     ``FileExistsError`` / ``NotADirectoryError`` after the command had done its work.
     """
-    from .errors import DupnetError
     path = Path(path)
     for p in (path, *path.parents):
         if p.is_dir():
@@ -86,7 +87,6 @@ def check_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
 def check_output_file(path: str | os.PathLike, option: str = "-o") -> Path:
     """Fail early when ``path`` cannot be written as a file: it is a folder, or the nearest
     path above it that exists is not a folder. Creates nothing."""
-    from .errors import DupnetError
     path = Path(path)
     if path.is_dir():
         raise DupnetError(f"{option} {path}: is a folder; {option} must name a file")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, network_geometry
 
-from .analytic import layer_model, pool_model
+from .analytic import layer_model
 from .folded import DEFAULT_ARITH, FoldedConv, FoldingError
 from .folding import Folding, check_pixels_per_beat, load_folding
+from .kinds import hw_kind
 from .pipeline import pipeline_model
 
 __all__ = ["auto_folding", "choose_folding", "min_layer_cycles", "DEFAULT_FPS",
@@ -43,8 +44,9 @@ def min_layer_cycles(g: ConvGeometry, preadd: bool = True) -> tuple[int, tuple[i
 def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int, str]:
     worst = (config.input_height * config.input_width // pixels_per_beat, "input stream")
     for g in network_geometry(config):
-        if not isinstance(g, ConvGeometry):
-            c = pool_model(g).cycles_per_frame
+        kind = hw_kind(g)
+        if not kind.foldable:
+            c = kind.model(kind.fold(g, Folding())).cycles_per_frame
             if c > worst[0]:
                 worst = (c, f"layer {g.index} ({g.name})")
     return worst

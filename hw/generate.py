@@ -12,6 +12,7 @@ from dupnet.files import atomic_write_bytes
 from dupnet.sw.artifact import Artifact
 
 from .pipeline import pipeline_model
+from .top import DupNetAccelerator, output_layout
 from .folded import FoldingError
 from .folding import Folding
 from .lint import waiver_file_text
@@ -69,7 +70,6 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
     """Elaborate :class:`~dupnet.hw.top.DupNetAccelerator` and emit Verilog."""
     from amaranth.back import rtlil
 
-    from .top import DupNetAccelerator, output_layout
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise FoldingError(f"top module name {name!r} is not a Verilog identifier")
     top = DupNetAccelerator(artifact, folding, pixels_per_beat=pixels_per_beat, probes=probes,

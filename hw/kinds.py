@@ -22,10 +22,14 @@ from typing import Any
 
 from dupnet.sw.config import ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
 
+from .adapters import Gather
 from .analytic import PIPELINE_DEPTH, LayerModel, conv_model, pool_model
 from .folded import FoldedConv, FoldedPool, FoldingError
 from .folding import Folding
+from .mvtu import MVTU
+from .pool import MaxPool
 from .stream_layout import WordLayout
+from .window import WindowUnit
 
 __all__ = ["HwLayerKind", "LayerEngine", "HW_KINDS", "hw_kind", "register_hw_kind",
            "fold_layer", "output_layouts"]
@@ -42,8 +46,22 @@ class LayerEngine:
 
 
 class HwLayerKind:
-    """What a layer kind provides on the hardware side (see the module docstring)."""
+    """What a layer kind provides on the hardware side (see the module docstring).
+
+    Attributes
+    ----------
+    kind : str
+        The config ``kind`` (and geometry ``.kind``) it implements.
+    foldable : bool
+        It has a (PE, SIMD) entry in the folding file (today: conv layers).
+    logic_feature : str
+        The calibrated LUT feature its logic estimate counts under
+        (:mod:`dupnet.hw.budget.calibration`): ``"logic"`` (its window multiplexer apart, as
+        ``"mux_logic"``) or ``"pool_logic"``.
+    """
     kind = ""
+    foldable = False
+    logic_feature = "logic"
 
     def fold(self, g, folding: Folding):
         raise NotImplementedError
@@ -67,6 +85,7 @@ class HwLayerKind:
 class ConvKind(HwLayerKind):
     """k x k conv: a window unit, an MVTU and (hidden layers) a gather of the ``nf`` beats."""
     kind = "conv"
+    foldable = True
 
     def fold(self, g: ConvGeometry, folding: Folding) -> FoldedConv:
         pe, simd = folding[g.name]
@@ -76,9 +95,6 @@ class ConvKind(HwLayerKind):
         return conv_model(folded)
 
     def engine(self, folded: FoldedConv, params) -> LayerEngine:
-        from .adapters import Gather
-        from .mvtu import MVTU
-        from .window import WindowUnit
         g = folded.geometry
         mvtu = MVTU(folded, params.weights, params.thresholds,
                     frame_beats=folded.output_beats_per_frame if g.is_last else None)
@@ -106,6 +122,7 @@ class ConvKind(HwLayerKind):
 class MaxPoolKind(HwLayerKind):
     """2x2 max-pool, stride 1 or 2, on whole pixels."""
     kind = "maxpool"
+    logic_feature = "pool_logic"
 
     def fold(self, g: PoolGeometry, folding: Folding) -> FoldedPool:
         return FoldedPool(g)
@@ -114,7 +131,6 @@ class MaxPoolKind(HwLayerKind):
         return pool_model(folded.geometry)
 
     def engine(self, folded: FoldedPool, params) -> LayerEngine:
-        from .pool import MaxPool
         g = folded.geometry
         return LayerEngine([("pool", MaxPool(g.height, g.width, g.channels, g.bits, g.stride,
                                              name=g.name))], output=0)

@@ -59,24 +59,65 @@ class WindowUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        H, W, k, depth = self.height, self.width, self.k, self.depth
-        pad = k // 2
+        H, W, depth = self.height, self.width, self.depth
         hw = H * W
         abits = max(1, (depth - 1).bit_length())
         m.submodules[LINE_BUFFER] = mem = Memory(shape=unsigned(self.channels * self.bits),
-                                            depth=depth, init=[])
+                                                 depth=depth, init=[])
         wp = mem.write_port()
         rp = mem.read_port()
-
-        # ---- write side
-        wr_ptr = Signal(abits)
-        avail = Signal(range(hw + depth + 1))   # pixels written since the reader's frame start
-        pix = Signal(range(max(2, hw)))         # reader's output pixel index y*W + x
+        # reader position: output pixel index y*W + x (within the frame), row, column
+        pix = Signal(range(max(2, hw)))
         y = Signal(range(max(2, H)))
         x = Signal(range(max(2, W)))
+        avail, need, write = self._write_side(m, wp, pix, y, x, abits)
+
+        # ---- read side
+        # address of the centre pixel: input pixel n (counted over all frames) is stored at
+        # n mod depth, and the reader's pixels follow the writer's one by one across frames
+        cptr = Signal(abits)
+        j = Signal(range(max(2, self.chunks)))
+        kx = Signal(range(max(2, self.k)))
+        ky = Signal(range(max(2, self.k)))
+        nfc = Signal(range(max(2, self.repeat)))
+        can_issue = Signal()
+        advance = Signal()
+        issue = Signal()
+        o_valid = Signal()
+        zero_r = Signal()
+        j_r = Signal.like(j)
+        m.d.comb += [
+            can_issue.eq(avail > need),
+            advance.eq(~o_valid | self.o.ready),
+            issue.eq(advance & can_issue),
+            self.o.valid.eq(o_valid),
+        ]
+        inside = self._read_address(m, rp, cptr, kx, ky, y, x, advance, abits)
+        with m.If(advance):
+            m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
+        m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
+        frame_end = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
+        m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
+
+        # ---- output: memory read data (held while stalled), duplicated, chunk-selected
+        dup = Cat(*([rp.data] * self.x_dup))
+        lanes = self.simd * self.bits
+        chunk = dup if self.chunks == 1 else dup.word_select(j_r, lanes)
+        m.d.comb += self.o.payload.eq(Mux(zero_r, 0, chunk))
+        return m
+
+    def _write_side(self, m, wp, pix, y, x, abits):
+        """Write pointer and flow control: a pixel is accepted while the buffer has a free
+        slot (slots before the oldest pixel the reader still needs are free). Returns
+        ``avail`` (pixels written since the reader's frame start), ``need`` (pixels the reader
+        needs before its next output) and ``write``."""
+        H, W, depth = self.height, self.width, self.depth
+        hw = H * W
+        wr_ptr = Signal(abits)
+        avail = Signal(range(hw + depth + 1))
         freed = Signal(range(max(2, hw)))
         need = Signal(range(hw + 2 * W + 2))
-        if pad:
+        if self.k // 2:
             m.d.comb += [
                 freed.eq(Mux(pix >= W + 1, pix - (W + 1), 0)),
                 need.eq(pix + Mux(y < H - 1, W, 0) + Mux(x < W - 1, 1, 0)),
@@ -92,29 +133,14 @@ class WindowUnit(wiring.Component):
         m.d.comb += write.eq(self.i.valid & self.i.ready)
         with m.If(write):
             m.d.sync += wr_ptr.eq(Mux(wr_ptr == depth - 1, 0, wr_ptr + 1))
+        return avail, need, write
 
-        # ---- read side
-        # address of the centre pixel: input pixel n (counted over all frames) is stored at
-        # n mod depth, and the reader's pixels follow the writer's one by one across frames
-        cptr = Signal(abits)
-        j = Signal(range(max(2, self.chunks)))
-        kx = Signal(range(max(2, k)))
-        ky = Signal(range(max(2, k)))
-        nfc = Signal(range(max(2, self.repeat)))
-        can_issue = Signal()
-        advance = Signal()
-        issue = Signal()
-        o_valid = Signal()
-        zero_r = Signal()
-        j_r = Signal.like(j)
-        m.d.comb += [
-            can_issue.eq(avail > need),
-            advance.eq(~o_valid | self.o.ready),
-            issue.eq(advance & can_issue),
-            self.o.valid.eq(o_valid),
-        ]
-        # offset of (ky, kx) relative to the centre pixel, modulo the buffer depth
-        if k == 1:
+    def _read_address(self, m, rp, cptr, kx, ky, y, x, advance, abits):
+        """Read address of kernel position (ky, kx) around the centre pixel, modulo the
+        buffer depth; returns ``inside`` (the position lies in the image, else it reads as
+        zero: "same" padding)."""
+        H, W, depth = self.height, self.width, self.depth
+        if self.k == 1:
             koff = Const(0, abits)
             inside = Const(1)
         else:
@@ -134,12 +160,12 @@ class WindowUnit(wiring.Component):
         asum = Signal(abits + 1)
         m.d.comb += [asum.eq(cptr + koff), rp.en.eq(advance),
                      rp.addr.eq(Mux(asum >= depth, asum - depth, asum)[:abits])]
+        return inside
 
-        with m.If(advance):
-            m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
-        m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
-
-        # counters: j (chunk) < kx < ky < nfc < pixel
+    def _counters(self, m, issue, j, kx, ky, nfc, x, y, pix, cptr):
+        """The reader's counters, innermost first: chunk j < kx < ky < neuron fold < pixel.
+        Returns ``frame_end`` (the frame's last chunk is issued)."""
+        k, W, H = self.k, self.width, self.height
         last_j = j == self.chunks - 1
         last_kx = kx == k - 1
         last_ky = ky == k - 1
@@ -158,16 +184,9 @@ class WindowUnit(wiring.Component):
                         m.d.sync += nfc.eq(Mux(last_nf, 0, nfc + 1))
                         with m.If(last_nf):
                             m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1),
-                                         cptr.eq(Mux(cptr == depth - 1, 0, cptr + 1))]
+                                         cptr.eq(Mux(cptr == self.depth - 1, 0, cptr + 1))]
                             with m.If(last_x):
                                 m.d.sync += y.eq(Mux(last_y, 0, y + 1))
                             with m.If(last_y & last_x):
                                 m.d.sync += pix.eq(0)
-        m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
-
-        # ---- output: memory read data (held while stalled), duplicated, chunk-selected
-        dup = Cat(*([rp.data] * self.x_dup))
-        lanes = self.simd * self.bits
-        chunk = dup if self.chunks == 1 else dup.word_select(j_r, lanes)
-        m.d.comb += self.o.payload.eq(Mux(zero_r, 0, chunk))
-        return m
+        return frame_end

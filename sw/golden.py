@@ -1,7 +1,7 @@
 """Bit-exact golden model: runs the integer network from an :class:`Artifact` alone (numpy).
 
-The integer semantics (DESIGN section 3) live here, as small functions that the RTL
-testbenches and the exporter use too:
+The integer semantics (docs/quantization.md, docs/artifact.md) live here, as small functions
+that the RTL testbenches and the exporter use too:
 
 * :func:`conv_acc` — ``acc[o] = sum W * X'`` with ``X' = concat([X]*x_dup)`` and
   ``W[o, c'] = V[o, c' // w_dup]``; computed as pre-add of the channels sharing a weight,

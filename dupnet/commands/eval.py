@@ -35,8 +35,11 @@ def run(args):
     import json
 
     from dupnet.errors import DupnetError
-    from dupnet.files import atomic_write_bytes
+    from dupnet.files import atomic_write_bytes, check_output_file
     from dupnet.sw.evaluation import evaluate_path
+
+    if args.json:
+        check_output_file(args.json, option="--json")
 
     if not 0 < args.iou <= 1:
         raise DupnetError(f"--iou must be in (0, 1], got {args.iou}")

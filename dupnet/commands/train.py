@@ -55,11 +55,13 @@ def run(args):
     import sys
 
     from dupnet.errors import DupnetError
+    from dupnet.files import check_output_dir
     from dupnet.sw.config import load_config
     from dupnet.sw.train import TrainOptions, train
 
     cfg = load_config(args.config)
     out = args.out or f"runs/{cfg.name}"
+    check_output_dir(out, option="--out")
     if args.resume and args.overwrite:
         raise DupnetError("--resume and --overwrite contradict each other")
     if args.resume:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dupnet.sw.config import ConvGeometry, network_geometry
+from dupnet.hw.analytic import layer_model
+from dupnet.hw.autofold import auto_folding
+from dupnet.hw.folded import DEFAULT_ARITH, FoldedConv, FoldingError
+from dupnet.hw.kinds import hw_kind
+from dupnet.hw.pipeline import pipeline_model
+from dupnet.sw.config import network_geometry
 
 from .calibration import calibrated_layer
 from .devices import Device
@@ -100,10 +105,6 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
     if cfg is None:
         msgs.append("No network config with this design: folding advice needs it.")
         return msgs
-    from dupnet.hw.analytic import layer_model
-    from dupnet.hw.autofold import auto_folding
-    from dupnet.hw.folded import DEFAULT_ARITH, FoldedConv, FoldingError
-    from dupnet.hw.pipeline import pipeline_model
     geoms = {g.name: g for g in network_geometry(cfg)}
     preadd = bool((design.folding or {}).get("preadd", True))
     arith = str((design.folding or {}).get("arith", DEFAULT_ARITH))
@@ -131,7 +132,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
         worst_cycles = 0
         for l in design.model["layers"]:
             g = geoms.get(l["name"])
-            if isinstance(g, ConvGeometry):
+            if g is not None and hw_kind(g).foldable:
                 best = None
                 for pe, simd in FoldedConv.candidates(g):
                     lm = layer_model(g, pe, simd, preadd=preadd, arith=arith).to_json()
@@ -147,8 +148,7 @@ def advise(design: Any, d: Device, target: dict[str, Any], calib: dict[str, Any]
             else:
                 blocks_min += calibrated_layer(l, g, d, calib).bram
                 worst_cycles = max(worst_cycles, int(l["cycles_per_frame"]))
-        wbits = sum(g.unique_weight_bits for g in geoms.values()
-                    if isinstance(g, ConvGeometry))
+        wbits = sum(g.unique_weight_bits for g in geoms.values() if g.has_params)
         if blocks_min <= cap["bram"] and new_layers:
             msgs.append(f"Fold for memory: {_folding_str(new_layers)} (other layers as now) "
                         f"needs about {_fmt(blocks_min)} block RAMs of {_fmt(cap['bram'])} "

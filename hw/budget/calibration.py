@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from dupnet.files import atomic_write_bytes
+from dupnet.hw.kinds import HW_KINDS
 
 from .devices import Device
 from .memory import MemoryPlacement, place_layer_memories
@@ -68,7 +69,7 @@ def layer_features(layer: dict[str, Any], geometry: Any, device: Device,
     ram_logic = sum(p.memory.bits for p in placements if p.where == "logic" and not p.memory.rom)
     est = float(layer.get("lut_estimate", 0))
     mux = float(layer.get("mux_lut_estimate", 0))
-    pool = layer.get("kind") == "maxpool"
+    pool = HW_KINDS[layer["kind"]].logic_feature == "pool_logic"
     feats = {"logic": 0.0 if pool else est - mux, "mux_logic": 0.0 if pool else mux,
              "pool_logic": est if pool else 0.0,
              "rom_lut_bits": float(rom_logic), "ram_lut_bits": float(ram_logic), "const": 1.0}

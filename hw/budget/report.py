@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from dupnet.sw.config import ConvGeometry, NetworkConfig, network_geometry
+from dupnet.hw.analytic import layer_model
+from dupnet.hw.folded import DEFAULT_ARITH
+from dupnet.hw.kinds import hw_kind
+from dupnet.sw.config import NetworkConfig, network_geometry, param_geometries
 
 from .calibration import calibrated_layer, glue_estimate, load_calibration
 from .devices import RESOURCES, Device, load_devices
@@ -81,13 +84,10 @@ def preadd_comparison(config: NetworkConfig, folding: dict[str, Any]) -> dict[st
     """Analytic LUT6 estimate of the layers with ``w_dup > 1`` with and without ``preadd`` (sum
     the inputs that share a weight bit once, before the weight is applied) at the design's
     folding and arithmetic; None when no layer shares weights or the folding is unknown."""
-    from dupnet.hw.analytic import layer_model
-    from dupnet.hw.folded import DEFAULT_ARITH
     arith = str(folding.get("arith", DEFAULT_ARITH))
     rows = []
     for g in network_geometry(config):
-        if not isinstance(g, ConvGeometry) or g.w_dup == 1 or not isinstance(
-                folding.get(g.name), dict):
+        if not hw_kind(g).foldable or g.w_dup == 1 or not isinstance(folding.get(g.name), dict):
             continue
         pe, simd = int(folding[g.name]["pe"]), int(folding[g.name]["simd"])
         on = layer_model(g, pe, simd, preadd=True, arith=arith).lut_estimate
@@ -105,9 +105,7 @@ def preadd_comparison(config: NetworkConfig, folding: dict[str, Any]) -> dict[st
 def memory_savings(config: NetworkConfig) -> dict[str, Any]:
     """Stored unique weight bits vs the bits a non-duplicated (IFQ-style) layer needs."""
     rows = []
-    for g in network_geometry(config):
-        if not isinstance(g, ConvGeometry):
-            continue
+    for g in param_geometries(config):
         rows.append({"layer": g.name, "w_dup": g.w_dup, "x_dup": g.x_dup,
                      "unique_weight_bits": g.unique_weight_bits,
                      "weight_bits_without_dup": g.weight_bits_without_dup,

@@ -51,3 +51,20 @@ def test_output_file_that_cannot_be_written(command, tmp_path, capsys):
     bad = tmp_path / "afile" / "x.dupnet"
     _fails_clearly(capsys, [command, *src, "-o", str(bad)], bad, "is a file, not a folder")
     assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_train_out_that_is_a_file(tmp_path, capsys):
+    """`dupnet train --out PATH`, PATH a regular file: refused before any training."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    _fails_clearly(capsys, ["train", "dupnet-demo", "--epochs", "1", "--out", str(afile)],
+                   afile, "--out must be a folder")
+    assert afile.read_text() == "keep me"
+
+
+def test_eval_json_below_a_file(art, tmp_path, capsys):
+    """`dupnet eval ART --json PATH`, PATH below a regular file: refused before evaluating."""
+    (tmp_path / "afile").write_text("keep me")
+    bad = tmp_path / "afile" / "metrics.json"
+    _fails_clearly(capsys, ["eval", str(art), "--n", "4", "--json", str(bad)], bad,
+                   "is a file, not a folder")

@@ -24,7 +24,7 @@ def test_toolchain_is_the_wheel():
 
 
 def test_wheel_still_has_empty_pch_variable():
-    """The reason for PCH_MAKE_VARS (DESIGN section 8). If a future wheel fixes it, the
+    """The reason for PCH_MAKE_VARS (docs/verification.md, "PCH trap"). If a future wheel fixes it, the
     workaround is harmless; this documents what it works around."""
     mk = (find_toolchain().root / "include" / "verilated.mk").read_text()
     line = next(l for l in mk.splitlines() if l.startswith("CFG_CXXFLAGS_PCH_I"))

@@ -1,4 +1,4 @@
-"""The golden integer model against naive loop references (DESIGN section 3, literally)."""
+"""The golden integer model against naive loop references (the integer semantics, literally)."""
 import numpy as np
 import pytest
 
