@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dupnet.hw.kinds import output_layouts
+from dupnet.sw.golden import GoldenModel
+
 from .build import cache_root
 from .network import SimResult, StreamCheck, Timing, run_design
 
@@ -97,8 +100,6 @@ def generate_cached(artifact, folding, pixels_per_beat: int = 1, probes: bool = 
 def network_streams(artifact, folding, images: np.ndarray, probes: bool = False
                     ) -> tuple[StreamCheck, list[StreamCheck]]:
     """Golden tensors and word layouts of the output stream (and every layer's probe)."""
-    from dupnet.hw.kinds import output_layouts
-    from dupnet.sw.golden import GoldenModel
     outs = GoldenModel(artifact).forward(images)
     checks = [StreamCheck(g.name, f"probe_{g.name}", layout, t)
               for (g, layout), t in zip(output_layouts(artifact.config, folding), outs)]

@@ -22,10 +22,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dupnet.hw.folded import FoldedConv
+from dupnet.hw.mvtu import MVTU
+from dupnet.hw.pool import MaxPool
 from dupnet.hw.stream_layout import WordLayout
+from dupnet.hw.window import WindowUnit
+from dupnet.sw.config import ConvGeometry
+from dupnet.sw.golden import conv_acc, duplicate_inputs, maxpool, threshold
 
 from .build import build_model, run_cocotb
 from .network import new_run_dir
+from .scoreboard import Mismatch
 
 __all__ = ["UnitVariant", "StallSpec", "UnitResult", "run_unit_bench", "window_variant",
            "mvtu_variant", "pool_variant", "window_reference", "wrapper_component",
@@ -92,7 +98,6 @@ class UnitResult:
         if self.ok:
             return (f"{self.variant}/{self.stall}: {sb.get('words')} words bit-exact, "
                     f"{self.report.get('cycles')} cycles")
-        from .scoreboard import Mismatch
         first = Mismatch(**sb["first"]) if sb.get("first") else "no report"
         return f"{self.variant}/{self.stall}: {sb.get('errors')} error(s); first: {first}"
 
@@ -105,8 +110,6 @@ def window_reference(x: np.ndarray, k: int, simd: int, x_dup: int = 1, repeat: i
     """The window unit's output stream of one ``[H, W, C]`` frame, as ``[H, W, n*simd]``:
     per output pixel, ``repeat`` times, for (ky, kx) in raster order, ``X' = concat([x]*x_dup)``
     in SIMD chunks, zeros outside the image ("same" padding)."""
-    from dupnet.sw.config import ConvGeometry
-    from dupnet.sw.golden import duplicate_inputs
     h, w, c = x.shape
     g = ConvGeometry(0, "w", k, h, w, c, 1, 1, x_dup, 8, None, True)
     xd = duplicate_inputs(np.asarray(x, dtype=np.int64)[None], g)[0]
@@ -137,7 +140,6 @@ def window_variant(name: str, height: int, width: int, channels: int, k: int, si
                           in_bits=bits, name=name)
 
     def make():
-        from dupnet.hw.window import WindowUnit
         return WindowUnit(layer)
     return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
                        WordLayout(simd, bits, signed=False), layer.cycles_per_frame,
@@ -151,7 +153,6 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
                  seed: int = 0) -> UnitVariant:
     """An MVTU variant fed with window chunks of random codes (hidden layer if ``act_bits``,
     else a last layer emitting accumulators with ``last``)."""
-    from dupnet.sw.golden import conv_acc, threshold
     rng = np.random.default_rng(seed)
     layer = FoldedConv.of(height, width, channels, out_channels, k, pe, simd, w_dup=w_dup,
                           x_dup=x_dup, in_bits=in_bits, act_bits=act_bits, preadd=preadd,
@@ -179,7 +180,6 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
     frame_beats = layer.output_beats_per_frame if act_bits is None else None
 
     def make():
-        from dupnet.hw.mvtu import MVTU
         return MVTU(layer, wts, thr, frame_beats=frame_beats)
     return UnitVariant(name, name, make, words, exp, lay, len(words) // frames,
                        dict(h=height, w=width, c=channels, c_out=out_channels, k=k, pe=pe,
@@ -190,13 +190,11 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
 def pool_variant(name: str, height: int, width: int, channels: int, stride: int,
                  bits: int = 2, frames: int = 2, seed: int = 0) -> UnitVariant:
     """A max-pool variant with random codes; golden :func:`dupnet.sw.golden.maxpool`."""
-    from dupnet.sw.golden import maxpool
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, height, width, channels))
     exp = maxpool(imgs, stride)
 
     def make():
-        from dupnet.hw.pool import MaxPool
         return MaxPool(height, width, channels, bits, stride, name=name)
     return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
                        WordLayout(channels, bits, signed=False), height * width,
