@@ -14,7 +14,8 @@ from . import __version__
 from .errors import DupnetError
 
 # order is the order of --help
-COMMANDS = ["table", "init", "train", "eval", "export", "detect", "rtl", "sim", "report", "flow"]
+COMMANDS = ["table", "init", "train", "eval", "export", "detect", "rtl", "sim", "report", "flow",
+            "regress"]
 
 
 class CommandImportError(DupnetError):

@@ -235,6 +235,15 @@ class MVTU(wiring.Component):
         codes = []
         for p in range(pe):
             code = Signal(g.act_bits, name=f"code{p}")
-            m.d.comb += code.eq(adder_tree([accs[p] >= tvals[p][t] for t in range(nt)]))
+            m.d.comb += code.eq(adder_tree([self._meets(accs[p], tvals[p][t], tshape)
+                                            for t in range(nt)]))
             codes.append(code)
         return codes
+
+    @staticmethod
+    def _meets(acc, threshold, tshape):
+        """``acc >= threshold``; a constant unsigned threshold of 0 is always met (a constant
+        1, not a compare that lint flags as constant)."""
+        if isinstance(threshold, Const) and not tshape.signed and threshold.value == 0:
+            return Const(1, 1)
+        return acc >= threshold

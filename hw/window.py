@@ -118,9 +118,13 @@ class WindowUnit(wiring.Component):
         freed = Signal(range(max(2, hw)))
         need = Signal(range(hw + 2 * W + 2))
         if self.k // 2:
+            # the pixel below (not on the last row) and the one to the right (not on the last
+            # column); a one-row or one-column map has none (no constant compare in the RTL)
+            below = Mux(y < H - 1, W, 0) if H > 1 else Const(0)
+            right = Mux(x < W - 1, 1, 0) if W > 1 else Const(0)
             m.d.comb += [
                 freed.eq(Mux(pix >= W + 1, pix - (W + 1), 0)),
-                need.eq(pix + Mux(y < H - 1, W, 0) + Mux(x < W - 1, 1, 0)),
+                need.eq(pix + below + right),
             ]
         else:
             m.d.comb += [freed.eq(pix), need.eq(pix)]

@@ -21,12 +21,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dupnet.hw.folded import FoldedConv
+from dupnet.hw.folded import FoldedConv, FoldedPool
 from dupnet.hw.mvtu import MVTU
 from dupnet.hw.pool import MaxPool
 from dupnet.hw.stream_layout import WordLayout
 from dupnet.hw.window import WindowUnit
-from dupnet.sw.config import ConvGeometry
+from dupnet.sw.config import ConvGeometry, PoolGeometry
 from dupnet.sw.golden import conv_acc, duplicate_inputs, maxpool, threshold
 
 from .build import build_model, run_cocotb
@@ -70,7 +70,8 @@ class UnitVariant:
         elements of the ``C`` axis.
     layout : WordLayout
     beats_per_frame : int
-        Busiest side's beats per frame (the no-stall cycles/frame of the unit).
+        The no-stall cycles per frame of the unit (the analytic figure: one word per cycle
+        on the busier side once primed, plus a stride-1 pool's edge and flush cycles).
     """
     name: str
     layer: str
@@ -197,7 +198,9 @@ def pool_variant(name: str, height: int, width: int, channels: int, stride: int,
     def make():
         return MaxPool(height, width, channels, bits, stride, name=name)
     return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
-                       WordLayout(channels, bits, signed=False), height * width,
+                       WordLayout(channels, bits, signed=False),
+                       FoldedPool(PoolGeometry(0, name, stride, height, width, channels,
+                                               bits)).cycles_per_frame,
                        dict(h=height, w=width, c=channels, stride=stride, bits=bits))
 
 

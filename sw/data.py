@@ -109,19 +109,26 @@ def index_batches(n: int, batch_size: int, seed: int, epoch: int, world: int = 1
     """This rank's index batches of ``epoch`` over ``n`` samples.
 
     A ``DistributedSampler`` shard shuffled by ``(seed, epoch)``, cut into per-rank batches
-    of ``batch_size / world`` images; the last incomplete batch is dropped.
+    of ``batch_size / world`` images; the last incomplete batch is dropped.  Step ``k`` of
+    the ``world`` ranks together is the single-process batch ``k`` (the same images, steps
+    and schedule), and no sample is served twice in an epoch (the sampler drops the tail
+    that does not divide among the ranks instead of padding it with repeated samples).
 
     Raises
     ------
     DupnetError
-        Fewer samples than one batch per process.
+        Fewer samples than one batch per process, or a batch that does not split evenly
+        among the processes.
     """
     from torch.utils.data import DistributedSampler
+    if batch_size % world:
+        raise DupnetError(f"training option 'batch_size': the global batch {batch_size} must "
+                          f"be a multiple of the {world} processes")
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank,
-                                 shuffle=True, seed=seed, drop_last=False)
+                                 shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     idx = list(sampler)
-    per = max(1, batch_size // world)
+    per = batch_size // world
     nb = len(idx) // per
     if nb == 0:
         raise DupnetError(f"the training set has {n} images, fewer than one batch of "

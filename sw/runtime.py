@@ -120,11 +120,22 @@ def setup_distributed(device_kind: str) -> Distributed:
 
 
 def device_kind(want: str) -> str:
-    """``"cuda"`` or ``"cpu"`` for a device option ``auto | cpu | cuda`` (auto: a GPU if any)."""
+    """``"cuda"`` or ``"cpu"`` for a device option ``auto | cpu | cuda`` (auto: a GPU if any).
+
+    Called before a rank joins its process group, so that ``cuda`` without a GPU is this
+    clear error and not a failure of the ``nccl`` backend.
+
+    Raises
+    ------
+    DupnetError
+        ``cuda`` was asked for but no GPU is visible.
+    """
     import torch
-    if want != "auto":
-        return want
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise DupnetError("training option 'device': cuda requested but no GPU is visible")
+    return want
 
 
 def select_device(want: str, dist: Distributed):

@@ -59,10 +59,12 @@ def _run_examples(tmp_path, skip=()):
     assert np.asarray(Image.open(tmp_path / "build" / "detections" / "face.det.png")).ndim == 3
 
 
+@pytest.mark.sim                      # `dupnet sim` builds and runs a Verilator model
 def test_readme_examples_run(tmp_path):
     _run_examples(tmp_path, skip=EXPENSIVE)
 
 
+@pytest.mark.sim
 @pytest.mark.slow
 def test_readme_examples_run_all(tmp_path):
     _run_examples(tmp_path)

@@ -27,6 +27,7 @@ def _opts(tmp_path, **kw):
     return FlowOptions(**base)
 
 
+@pytest.mark.sim                      # the simulate step builds and runs a Verilator model
 def test_flow_end_to_end_resume_and_consistency(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                 # a relative run folder, as `make demo` uses
     opts = _opts(tmp_path, out="run")

@@ -11,14 +11,32 @@ from dupnet.hw.stream_sim import get_n, put_all, run_sim
 from dupnet.hw.window import WindowUnit
 
 
+async def get_n_timed(ctx, stream, n: int) -> list[tuple[int, int]]:
+    """Receive ``n`` beats with ``ready`` always high; returns ``(cycle, payload)`` of each
+    transfer, cycles counted from the call."""
+    got = []
+    cycle = 0
+    ctx.set(stream.ready, 1)
+    async for _, _, valid, payload in ctx.tick().sample(stream.valid, stream.payload):
+        if valid:
+            got.append((cycle, payload))
+            if len(got) == n:
+                ctx.set(stream.ready, 0)
+                return got
+        cycle += 1
+    raise AssertionError("unreachable: the tick loop ends only with the simulation")
+
+
 def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0):
+    """Every output chunk compared; returns the cycle of each output transfer (counted from
+    the start of the simulation) when ``stall`` is 0 (both sides never stall), else None."""
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, h, w, c))
     dut = WindowUnit(FoldedConv.of(h, w, c, repeat, k, 1, simd, x_dup=x_dup, in_bits=bits))
     expected = [pack_lanes(row, bits) for img in imgs
                 for row in window_chunks(img, k, simd, x_dup, repeat)]
     prng = random.Random(seed)
-    got = []
+    got, cycles = [], []
 
     async def producer(ctx):
         await put_all(ctx, dut.i, WordLayout(c, bits, signed=False).pack(imgs), stall, prng)
@@ -26,7 +44,12 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
     collisions = []
 
     async def consumer(ctx):
-        got.extend(await get_n(ctx, dut.o, len(expected), stall, random.Random(seed + 1)))
+        if stall:
+            got.extend(await get_n(ctx, dut.o, len(expected), stall, random.Random(seed + 1)))
+        else:
+            for cycle, payload in await get_n_timed(ctx, dut.o, len(expected)):
+                cycles.append(cycle)
+                got.append(payload)
 
     async def watch_collisions(ctx):
         """The line buffer is synthesized with no_rw_check: no used read may hit the slot
@@ -42,6 +65,7 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
         assert a == b, (f"beat {n}: got {unpack_lanes(a, simd, bits)}, "
                         f"expected {unpack_lanes(b, simd, bits)}")
     assert len(got) == len(expected)
+    return None if stall else cycles
 
 
 @pytest.mark.parametrize("h,w,c,bits,k,simd,x_dup,repeat", [
@@ -67,7 +91,22 @@ def test_window_wraps_a_non_power_of_two_buffer(h, w, k):
 
 
 def test_window_no_stall_full_rate():
-    run_window(4, 5, 2, 2, 3, 4, x_dup=2, stall=0.0)
+    """Producer always valid, consumer always ready: once primed the window emits one chunk
+    every cycle, across frame boundaries too (the next frame's pixels enter while the last
+    rows' windows are emitted)."""
+    h, w, c, k, simd, x_dup, frames = 4, 5, 2, 3, 4, 2, 3
+    cycles = run_window(h, w, c, 2, k, simd, x_dup=x_dup, frames=frames, stall=0.0)
+    chunks_per_pixel = k * k * c * x_dup // simd                  # sf = 9*4/4 = 9, nf = 1
+    per_frame = h * w * chunks_per_pixel                          # 4*5*9 = 180 cycles
+    assert per_frame == FoldedConv.of(h, w, c, 1, k, 1, simd, x_dup=x_dup).cycles_per_frame
+    assert len(cycles) == frames * per_frame
+    gaps = [(n, b - a) for n, (a, b) in enumerate(zip(cycles, cycles[1:])) if b - a != 1]
+    assert not gaps, f"(chunk index, cycles to the next chunk) off full rate: {gaps[:10]}"
+    assert cycles[-1] - cycles[0] == frames * per_frame - 1         # 539 cycles
+    # primed: the first window needs pad*W + pad + 1 pixels (in cycles 0..pad*W+pad), then
+    # the line-buffer read and the output register
+    pad = k // 2
+    assert pad * w + pad < cycles[0] <= pad * w + pad + 2, cycles[0]
 
 
 def test_window_rejects_bad_simd():

@@ -1,8 +1,9 @@
-"""Shared fixtures of the RTL benches and the regression summary table.
+"""Shared fixtures of the RTL benches.
 
-Each sim test records one row with ``sim_row(...)`` (kept in the test report's
-``user_properties``, which pytest-xdist ships to the controller); the terminal summary prints
-them as a table at the end of ``make sim`` / ``make test``.
+Each sim test records one row of the regression summary table with ``sim_row(...)`` (kept in
+the test report's ``user_properties``, which pytest-xdist ships to the controller); the root
+conftest (``tests/conftest.py``) prints the rows as a table at the end of ``make sim`` /
+``make test``.
 """
 from __future__ import annotations
 
@@ -15,32 +16,3 @@ def sim_row(record_property):
     def add(**fields):
         record_property("sim_row", fields)
     return add
-
-
-COLUMNS = ["case", "result", "words", "cycles/frame", "model", "latency", "model_lat",
-           "build_s", "sim_s", "cyc/s"]
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    rows = []
-    for key in ("passed", "failed", "xfailed", "xpassed"):
-        for rep in terminalreporter.stats.get(key, []):
-            if getattr(rep, "when", "call") != "call":
-                continue
-            for name, val in getattr(rep, "user_properties", []):
-                if name == "sim_row":
-                    row = dict(val)
-                    row.setdefault("result", key)
-                    rows.append(row)
-    if not rows:
-        return
-    rows.sort(key=lambda r: str(r.get("case")))
-    cols = [c for c in COLUMNS if any(c in r for r in rows)]
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    tr = terminalreporter
-    tr.write_sep("=", "RTL simulation summary (dupnet.sim)")
-    tr.write_line("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    tr.write_line("  ".join("-" * w for w in widths))
-    for x in cells:
-        tr.write_line("  ".join(v.ljust(w) for v, w in zip(x, widths)))

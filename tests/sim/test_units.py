@@ -3,7 +3,8 @@
 Each test builds ONE wrapper holding a matrix of variants (geometry, duplication factors,
 folding) and runs the cocotb test ``dupnet.sim.tb_units.unit``, which is
 ``cocotb.parametrize``-d over variant x stall pattern; every output word is compared with the
-golden model.  The CI subset (``sim``) is small; the full matrix is ``sim`` + ``slow``.
+golden model, and every stall-free run takes exactly the analytic cycles per frame.  The CI
+subset (``sim``) is small; the full matrix is ``sim`` + ``slow``.
 """
 from __future__ import annotations
 
@@ -17,16 +18,34 @@ pytestmark = pytest.mark.sim
 CI_STALLS = [StallSpec("nostall", 0.0, 0.0), StallSpec("random", 0.3, 0.3, seed=5)]
 
 
-def _check(results, sim_row, unit):
+def _check(variants, results, sim_row, unit):
+    """Every word bit-exact, and in the stall-free runs exactly the analytic rate."""
     bad = [r.describe() for r in results if not r.ok]
     words = sum(r.report.get("scoreboard", {}).get("words", 0) for r in results)
     sim_row(case=f"unit {unit} ({len(results)} variant x stall)",
-            result="passed" if not bad else "FAILED", words=words)
+            result="passed" if not bad else "FAILED", words=words,
+            sim_s=f"{sum(r.report.get('wall_s', 0.0) for r in results):.1f}")
     assert not bad, "\n".join(bad)
-    # no-stall runs: one output word per cycle on the busier side, apart from fill
+    # No-stall runs: the interval between the last two frame ends (frames sent back to back)
+    # is exactly the analytic cycles per frame, no tolerance.
+    beats = {v.name: v.beats_per_frame for v in variants}
+    slow = []
     for r in results:
-        if r.stall == "nostall":
-            assert not r.report["timed_out"]
+        if r.stall != "nostall":
+            continue
+        ends = r.report["scoreboard"]["frame_end_cycles"]
+        assert len(ends) >= 2, f"{r.variant}: frame ends at {ends}"
+        measured = ends[-1] - ends[-2]
+        exact = measured == beats[r.variant]
+        sim_row(case=f"unit {unit} {r.variant} nostall", result="passed" if exact else "SLOW",
+                **{"cycles/frame": measured, "model": beats[r.variant]})
+        if not exact:
+            slow.append(f"{r.variant}: {measured} cycles/frame, analytic {beats[r.variant]}")
+    assert not slow, "\n".join(slow)
+
+
+def _run(variants, stalls, tag, sim_row, unit):
+    _check(variants, run_unit_bench(variants, stalls, tag=tag), sim_row, unit)
 
 
 WINDOW_CI = [
@@ -68,23 +87,22 @@ POOL_FULL = POOL_CI + [
 
 
 def test_window_unit(sim_row):
-    _check(run_unit_bench(WINDOW_CI, CI_STALLS, tag="window_ci"), sim_row, "window")
+    _run(WINDOW_CI, CI_STALLS, "window_ci", sim_row, "window")
 
 
 def test_mvtu(sim_row):
-    _check(run_unit_bench(MVTU_CI, CI_STALLS, tag="mvtu_ci"), sim_row, "mvtu")
+    _run(MVTU_CI, CI_STALLS, "mvtu_ci", sim_row, "mvtu")
 
 
 def test_maxpool(sim_row):
-    _check(run_unit_bench(POOL_CI, CI_STALLS, tag="pool_ci"), sim_row, "maxpool")
+    _run(POOL_CI, CI_STALLS, "pool_ci", sim_row, "maxpool")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("unit,variants", [("window", WINDOW_FULL), ("mvtu", MVTU_FULL),
                                            ("maxpool", POOL_FULL)])
 def test_unit_full_matrix(unit, variants, sim_row):
-    _check(run_unit_bench(variants, DEFAULT_STALLS, tag=f"{unit}_full"), sim_row,
-           f"{unit} full")
+    _run(variants, DEFAULT_STALLS, f"{unit}_full", sim_row, f"{unit} full")
 
 
 def test_unit_bench_catches_wrong_expectation():

@@ -4,20 +4,18 @@ exception; these tests count mismatches, classify each, and assert there are non
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage import data as skimage_data
 
 from dupnet.errors import DupnetError
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.checkpoint import CHECKPOINT_FORMAT
 from dupnet.sw.config import ConvGeometry, load_config, parse_config
+from dupnet.sw.datasets import builtin_dataset
 from dupnet.sw.export import ExportError, export_checkpoint, export_model, fold_thresholds
 from dupnet.sw.equivalence import compare_with_golden as compare
 from dupnet.sw.golden import GoldenModel, threshold
 from dupnet.sw.qat import INPUT_SCALE, QuantConvBlock, build_model
-
-try:
-    from dupnet.sw.datasets import builtin_dataset
-except ImportError:  # pragma: no cover - the dataset module is written in parallel
-    builtin_dataset = None
 
 
 def _cfg(name, h, w, c, layers, anchors=((1.0, 1.0),), classes=1):
@@ -49,15 +47,10 @@ CONFIGS = {"dupnet-demo": lambda: load_config("dupnet-demo"), "mixed": lambda: M
 def real_images(cfg, n, seed=0):
     """uint8 NHWC images of the config's size: the built-in test split plus a natural photo."""
     size = (cfg.input_height, cfg.input_width)
-    if builtin_dataset is not None:
-        ds = builtin_dataset("test", n=n - 1, size=size, channels=cfg.input_channels,
-                             seed=seed)
-        imgs = [ds[i].image for i in range(len(ds))]
-    else:  # pragma: no cover
-        imgs = []
-    from PIL import Image
-    from skimage import data
-    photo = Image.fromarray(data.coffee()).resize((size[1], size[0]), Image.BILINEAR)
+    ds = builtin_dataset("test", n=n - 1, size=size, channels=cfg.input_channels, seed=seed)
+    imgs = [ds[i].image for i in range(len(ds))]
+    assert len(imgs) == n - 1
+    photo = Image.fromarray(skimage_data.coffee()).resize((size[1], size[0]), Image.BILINEAR)
     photo = np.asarray(photo.convert("L" if cfg.input_channels == 1 else "RGB"))
     imgs.append(photo.reshape(size + (cfg.input_channels,)))
     return np.stack(imgs).astype(np.uint8)

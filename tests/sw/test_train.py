@@ -1,5 +1,7 @@
 """Training: determinism, exact resume, atomic checkpoints, interruption, DDP (gloo), CLI."""
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from dupnet.sw.config import load_config
 from dupnet.sw.checkpoint import (CHECKPOINT, RunError, load_checkpoint, load_run,
                                   save_checkpoint)
 from dupnet.sw.data import augment as _augment
+from dupnet.sw.export import export_checkpoint
 from dupnet.sw.train import TrainOptions, train
 
 from ..tiny_configs import tiny_config_toml
@@ -102,7 +105,6 @@ def test_interrupted_then_resumed_run_matches_straight_run(cfg, straight, tmp_pa
 
 
 def test_resume_can_extend_the_run(cfg, straight, tmp_path):
-    import shutil
     run = tmp_path / "longer"
     shutil.copytree(straight, run)
     r = train(cfg, run, opts(epochs=4), resume=True, progress=False, log=lambda s: None, threads=1)
@@ -113,7 +115,6 @@ def test_resume_can_extend_the_run(cfg, straight, tmp_path):
 
 def test_checkpoint_write_interrupted_keeps_the_previous_one(cfg, straight, tmp_path,
                                                              monkeypatch):
-    import shutil
     run = tmp_path / "run"
     shutil.copytree(straight, run)
     before = (run / CHECKPOINT).read_bytes()
@@ -193,11 +194,9 @@ def test_cli_train_eval_export_roundtrip(cfg_path, tmp_path, capsys):
     assert main(["eval", str(run), "--n", "8", "--json", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
     assert "tiny-train-test (run, PyTorch model, eval mode)" in out and "AP@0.5 =" in out
-    import json
     m_run = json.loads((tmp_path / "m.json").read_text())
     assert m_run["images"] == 8 and m_run["fp"] == 3
-    export = pytest.importorskip("dupnet.sw.export")
-    art = export.export_checkpoint(run)
+    art = export_checkpoint(run)
     art.save(tmp_path / "a.dupnet")
     assert main(["eval", str(tmp_path / "a.dupnet"), "--n", "8", "--json",
                  str(tmp_path / "a.json")]) == 0
@@ -238,7 +237,6 @@ def test_cli_clear_errors(argv, message, cfg_path, tmp_path, capsys):
 
 
 def test_run_errors(cfg, straight, tmp_path):
-    import shutil
     # an existing checkpoint is never overwritten by accident
     run = tmp_path / "run"
     shutil.copytree(straight, run)
