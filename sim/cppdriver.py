@@ -10,6 +10,12 @@ word with its cycle.  The Python side (:func:`run_cpp`) then feeds those words t
 :class:`~dupnet.sim.scoreboard.Scoreboard` as the cocotb benches, so the result is compared
 bit-exactly with the golden model, word by word — only the per-cycle loop moved to C++.
 
+Cycles are counted from the end of reset (3 cycles) and the clock period is
+:data:`dupnet.sim.network.CLOCK_PERIOD_NS`, as in the cocotb bench, so a wave file shows cycle
+``c`` at ``c * 10`` ns.  With waves, a :class:`~dupnet.sim.network.WavesWindow` limits the
+trace to a span of cycles (the trace object dumps only inside it; Verilator's trace compares
+with the values it last wrote, so the first dump of the window is a full one).
+
 The source is embedded here (written next to the model when it is built) so that the package
 needs no data files.
 """
@@ -26,9 +32,10 @@ import numpy as np
 from dupnet.hw.stream_layout import WordLayout, image_beats
 
 from ..files import atomic_write_bytes, atomic_write_text
-from .build import VerilatedModel, build_model
+from .build import STEPS_PER_NS, SimRunError, VerilatedModel, build_model, cache_root
+from .network import CLOCK_PERIOD_NS, WavesWindow
 from .scoreboard import Scoreboard
-from .toolchain import verilator_env
+from .toolchain import verilator_env, waves_format
 
 __all__ = ["DRIVER_CPP", "build_cpp_model", "run_cpp", "CppResult"]
 
@@ -88,8 +95,12 @@ struct Rng {  // xorshift64*
 
 int main(int argc, char** argv) {
     // args: in_file in_words beats_per_frame frames out_file out_words out_width_bits
-    //       stall_in stall_out seed max_cycles [waves_file]
-    if (argc < 12) { fprintf(stderr, "usage: see dupnet.sim.cppdriver\n"); return 2; }
+    //       stall_in stall_out seed max_cycles period_steps
+    //       [waves_file waves_from waves_until]   (cycles; waves_until 0: to the end)
+    if (argc != 13 && argc != 16) {
+        fprintf(stderr, "usage: see dupnet.sim.cppdriver\n");
+        return 2;
+    }
     const char* in_file = argv[1];
     int in_words = atoi(argv[2]);
     long beats_per_frame = atol(argv[3]);
@@ -100,7 +111,11 @@ int main(int argc, char** argv) {
     double p_in = atof(argv[8]), p_out = atof(argv[9]);
     uint64_t seed = strtoull(argv[10], nullptr, 10);
     uint64_t max_cycles = strtoull(argv[11], nullptr, 10);
-    const char* waves = argc > 12 ? argv[12] : nullptr;
+    const uint64_t half = strtoull(argv[12], nullptr, 10) / 2;  // half clock period, steps
+    const char* waves = argc > 13 ? argv[13] : nullptr;
+    const uint64_t w_from = argc > 13 ? strtoull(argv[14], nullptr, 10) : 0;
+    uint64_t w_until = argc > 13 ? strtoull(argv[15], nullptr, 10) : 0;
+    if (!w_until) w_until = ~0ULL;
 
     FILE* f = fopen(in_file, "rb");
     if (!f) { perror(in_file); return 2; }
@@ -119,6 +134,7 @@ int main(int argc, char** argv) {
     std::vector<uint32_t> out;
     out.reserve((size_t)out_words * 1024);
     std::vector<uint64_t> out_cycle, frame_first_in, frame_first_out, frame_last_out;
+    out_cycle.reserve(1024);
     uint32_t wbuf[64];
     const int last_bit = out_width - 1;
     const long total_beats = beats_per_frame * frames;
@@ -144,16 +160,18 @@ int main(int argc, char** argv) {
         top->O_READY = (p_out > 0 && rout.next() < p_out) ? 0 : 1;
         top->clk = 0;
         top->eval();
+        const bool in_window = cycle >= w_from && cycle < w_until;
 #if VM_TRACE
-        if (tfp) tfp->dump(main_time);
+        if (tfp && in_window) tfp->dump(main_time);
 #endif
-        main_time += 5;
+        main_time += half;
         bool in_fire = offering && top->I_READY;
         bool out_fire = top->O_VALID && top->O_READY;
         if (out_fire) {
             get_bits(top->O_PAYLOAD, wbuf, out_words);
             if (new_frame_out) { frame_first_out.push_back(cycle + 1); new_frame_out = false; }
             out.insert(out.end(), wbuf, wbuf + out_words);
+            out_cycle.push_back(cycle + 1);
             bool last = (wbuf[last_bit / 32] >> (last_bit % 32)) & 1;
             if (last) { frame_last_out.push_back(cycle + 1); frames_out++; new_frame_out = true; }
         }
@@ -161,9 +179,9 @@ int main(int argc, char** argv) {
         top->clk = 1;
         top->eval();
 #if VM_TRACE
-        if (tfp) tfp->dump(main_time);
+        if (tfp && in_window) tfp->dump(main_time);
 #endif
-        main_time += 5;
+        main_time += half;
         cycle++;
         if (in_fire) { next_beat++; offering = false; }
     }
@@ -174,6 +192,7 @@ int main(int argc, char** argv) {
         if (top->O_VALID) {
             get_bits(top->O_PAYLOAD, wbuf, out_words);
             out.insert(out.end(), wbuf, wbuf + out_words);
+            out_cycle.push_back(cycle + 1);
         }
         top->clk = 1; top->eval(); cycle++;
     }
@@ -183,6 +202,7 @@ int main(int argc, char** argv) {
     FILE* o = fopen(out_file, "wb");
     if (!o) { perror(out_file); return 2; }
     fwrite(out.data(), 4, out.size(), o);
+    fwrite(out_cycle.data(), 8, out_cycle.size(), o);   // then each word's cycle
     fclose(o);
     auto list = [](const std::vector<uint64_t>& v) {
         std::string s = "[";
@@ -215,7 +235,6 @@ def build_cpp_model(verilog: str, top: str, design_hash: str | None = None, *,
                     opt: str = "-O2", threads: int = 1, waves: bool = False,
                     jobs: int | None = None, log=None) -> VerilatedModel:
     """Build (or reuse) the C++-driver model of ``verilog``."""
-    from .build import cache_root
     src = _driver_source(cache_root() / "cpp-driver")
     vargs = ["--threads", str(threads)] if threads > 1 else []
     return build_model(verilog, top, design_hash, kind="cpp", waves=waves, opt=opt,
@@ -250,14 +269,20 @@ def _to_u32(words: list[int], n32: int) -> np.ndarray:
 def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordLayout,
             expected: np.ndarray, run_dir: Path, *, in_width: int, pixels_per_beat: int = 1,
             stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 0,
-            max_cycles: int = 1 << 40, waves: bool = False, timeout_s: float | None = None
+            max_cycles: int = 1 << 40, waves: bool = False,
+            waves_window: WavesWindow | None = None, timeout_s: float | None = None
             ) -> CppResult:
     """Run the C++-driver model on ``images`` and compare every output word with ``expected``.
 
     ``in_width``: width of ``i__payload`` in bits; ``layout``: the output word layout.
+    ``waves`` (a model built with ``waves=True``): write ``run_dir/waves.vcd`` (``.fst``
+    where supported), only the cycles of ``waves_window`` when given.  Every word is pushed
+    to the scoreboard with its cycle, so a mismatch names the cycle too.
     """
     if model.kind != "cpp":
         raise ValueError("run_cpp needs a model built by build_cpp_model")
+    if waves and not model.waves:
+        raise ValueError("waves requested but the model was built without tracing")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     images = np.asarray(images)
@@ -270,30 +295,47 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
     n32_out = (layout.width + 31) // 32
     cmd = [str(model.executable), str(run_dir / "in.bin"), str(n32_in), str(bpf),
            str(images.shape[0]), str(run_dir / "out.bin"), str(n32_out), str(layout.width),
-           repr(float(stall_in)), repr(float(stall_out)), str(seed), str(max_cycles)]
+           repr(float(stall_in)), repr(float(stall_out)), str(seed), str(max_cycles),
+           str(CLOCK_PERIOD_NS * STEPS_PER_NS)]
+    waves_path = run_dir / f"waves.{waves_format()}"
     if waves:
-        from .toolchain import waves_format
-        cmd.append(str(run_dir / f"waves.{waves_format()}"))
+        window = waves_window or WavesWindow()
+        cmd += [str(waves_path), str(window.start), str(window.until or 0)]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env(),
                        timeout=timeout_s)
     wall = time.perf_counter() - t0
     atomic_write_text(run_dir / "driver.log", r.stdout + r.stderr)
     if r.returncode:
-        from .build import SimRunError
         raise SimRunError(f"C++ driver exited with {r.returncode}: {r.stderr.strip()[-500:]}")
     stats = json.loads(r.stdout.strip().splitlines()[-1])
-    raw = np.fromfile(run_dir / "out.bin", dtype=np.uint32).reshape(-1, n32_out)
+    words, cycles = _read_output(run_dir / "out.bin", n32_out)
     sb = Scoreboard(layer, layout, [e for e in np.asarray(expected)])
-    fo = stats["frame_last_output"]
-    for i, row in enumerate(raw):
-        w = 0
-        for k in range(n32_out - 1, -1, -1):
-            w = (w << 32) | int(row[k])
-        sb.push(w)
+    for w, c in zip(words, cycles):
+        sb.push(w, c)
     sb.finish()
-    sb.frame_end_cycles = list(fo)
+    sb.frame_end_cycles = list(stats["frame_last_output"])
     sb.first_word_cycles = list(stats["frame_first_output"])
+    stats["waves"] = str(waves_path) if waves and waves_path.is_file() else None
+    stats["waves_window"] = str(waves_window or WavesWindow()) if waves else None
     atomic_write_text(run_dir / "report.json", json.dumps(
         {"stats": stats, "scoreboard": sb.to_dict(), "wall_s": wall}, indent=1))
     return CppResult(sb.ok and not stats["timed_out"], sb, stats, wall, run_dir)
+
+
+def _read_output(path: Path, n32: int) -> tuple[list[int], list[int]]:
+    """The driver's output file: every word (``n32`` little-endian uint32 each), then every
+    word's cycle (uint64)."""
+    raw = path.read_bytes()
+    n = len(raw) // (4 * n32 + 8)
+    if n * (4 * n32 + 8) != len(raw):
+        raise SimRunError(f"{path}: {len(raw)} bytes is not a whole number of words")
+    rows = np.frombuffer(raw, dtype="<u4", count=n * n32).reshape(n, n32)
+    cycles = np.frombuffer(raw, dtype="<u8", offset=4 * n * n32, count=n)
+    words = []
+    for row in rows:
+        w = 0
+        for k in range(n32 - 1, -1, -1):
+            w = (w << 32) | int(row[k])
+        words.append(w)
+    return words, [int(c) for c in cycles]

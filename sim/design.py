@@ -23,28 +23,31 @@ from dupnet.hw.kinds import output_layouts
 from dupnet.sw.golden import GoldenModel
 
 from .build import cache_root
-from .network import SimResult, StreamCheck, Timing, run_design
+from .network import SimResult, StreamCheck, Timing, WavesWindow, run_design
 
 __all__ = ["DesignInfo", "generate_cached", "network_streams", "simulate_artifact",
            "check_timing", "TimingCheck", "hw_source_hash", "FRAME_TOLERANCE",
            "LATENCY_TOLERANCE"]
 
-#: Measured steady-state cycles/frame may exceed the analytic bottleneck count by this
-#: fraction (plus :data:`FRAME_SLACK_CYCLES`), never undercut it.  Why: the model counts the
-#: bottleneck engine's MVTU beats (``H*W*sf*nf``), a hard lower bound; the hardware adds a few
-#: cycles per frame at frame boundaries (pipeline refill of the stages behind the bottleneck and
-#: the pool flush), which the model does not count.
-FRAME_TOLERANCE = 0.02
-FRAME_SLACK_CYCLES = 64
-#: First-output latency is a walk-through-the-pipeline *estimate* in the model (line-buffer
-#: fill, register stages, gather) that assumes every stage receives pixels at the average rate
-#: of its slowest upstream stage; at start-up the upstream stages run at their own, faster
-#: rate, so the estimate is pessimistic (measured/analytic was 0.69-0.88 over the regression
-#: matrix).  Measured latency must lie in [(1 - LATENCY_LOW) * model, (1 + LATENCY_HIGH) *
-#: model + 8].
-LATENCY_LOW = 0.5
-LATENCY_HIGH = 0.1
-LATENCY_TOLERANCE = (LATENCY_LOW, LATENCY_HIGH)
+#: Measured steady-state cycles/frame and initiation interval may exceed the analytic
+#: ``cycles_per_frame`` by this fraction (plus :data:`FRAME_SLACK_CYCLES`), never undercut it.
+#: Both are 0: the two must equal the model exactly.  The model's bottleneck (a conv's
+#: ``H*W*sf*nf`` MVTU beats, a pool's input pixels, the input beats ``H*W/P``) is a hard lower
+#: bound, and every engine runs at its own rate across frame boundaries (docs/hardware.md,
+#: section 5), so no measured design needs slack: the Amaranth simulations of
+#: ``tests/hw/test_hw_top.py`` / ``test_hw_latency.py`` (balanced chains, pool-bound,
+#: one-row / one-column maps), the ``tests/sim`` matrix on Verilator, dupnet-demo at
+#: ``--target-cycles 65536`` (49,152) and dupnet-tinier-yolo at its default folding
+#: (3,115,008) all measure exactly the model (docs/verification.md).  A design that needs a
+#: tolerance gets it here, documented with its measured case.
+FRAME_TOLERANCE = 0.0
+FRAME_SLACK_CYCLES = 0
+#: Measured first-output latency (frame 0, first input beat to first output word) may differ
+#: from the analytic ``latency_cycles`` by this fraction of it, either way.  The model walks the
+#: first frame pixel by pixel through every unit's registers (docs/hardware.md, section 4) and
+#: equals the measured latency on every design above (tinier-yolo: 1,267,606 cycles); the 1 %
+#: is what the timing check promises for any design.
+LATENCY_TOLERANCE = 0.01
 
 
 @dataclass
@@ -132,10 +135,11 @@ class TimingCheck:
 def check_timing(timing: Timing, model: dict, frames_back_to_back: bool = True) -> TimingCheck:
     """Compare measured cycles (a no-stall run) with the analytic model (``summary["model"]``).
 
-    Tolerances: :data:`FRAME_TOLERANCE` / :data:`FRAME_SLACK_CYCLES` on cycles/frame and the
-    initiation interval (never below the model: it is a lower bound), and
-    :data:`LATENCY_LOW` / :data:`LATENCY_HIGH` on the first-output latency.  Needs >= 3
-    back-to-back frames without stalls for the steady-state figures.
+    Cycles/frame and the initiation interval must equal the model's ``cycles_per_frame``
+    (:data:`FRAME_TOLERANCE` / :data:`FRAME_SLACK_CYCLES`, both 0: exact; never below the
+    model, a lower bound); the first-output latency must lie within
+    :data:`LATENCY_TOLERANCE` (1 %) of ``latency_cycles``.  Needs >= 2 back-to-back frames
+    without stalls for the steady-state figures (the first-output latency: any no-stall run).
     """
     mf, ml = int(model["cycles_per_frame"]), int(model["latency_cycles"])
     notes = []
@@ -146,15 +150,16 @@ def check_timing(timing: Timing, model: dict, frames_back_to_back: bool = True) 
     for what, v in (("cycles/frame", fr), ("initiation interval", ii)):
         if v is None:
             continue
-        if v < mf - 0.5:
-            notes.append(f"{what} {v:.1f} below the analytic lower bound {mf}")
+        if v < mf:
+            notes.append(f"{what} {v} below the analytic lower bound {mf}")
         elif v > hi:
-            notes.append(f"{what} {v:.1f} above analytic {mf} + {FRAME_TOLERANCE:.0%} + "
-                         f"{FRAME_SLACK_CYCLES}")
+            notes.append(f"{what} {v} above analytic {mf}" + (
+                f" + {FRAME_TOLERANCE:.0%} + {FRAME_SLACK_CYCLES}" if hi > mf else
+                " (must be equal)"))
     lat = timing.latency
-    if lat is not None and not (ml * (1 - LATENCY_LOW) <= lat <= ml * (1 + LATENCY_HIGH) + 8):
-        notes.append(f"latency {lat} outside [{1 - LATENCY_LOW:.0%}, {1 + LATENCY_HIGH:.0%}] "
-                     f"of analytic {ml}")
+    if lat is not None and abs(lat - ml) > LATENCY_TOLERANCE * ml:
+        notes.append(f"latency {lat} differs from analytic {ml} by "
+                     f"{(lat - ml) / max(1, ml):+.1%} (allowed: {LATENCY_TOLERANCE:.0%})")
     return TimingCheck(fr, mf, lat, ml, ii, not notes, notes)
 
 
@@ -162,16 +167,18 @@ def simulate_artifact(artifact, folding, images: np.ndarray, *, probes: bool = F
                       pixels_per_beat: int = 1, scenario: str = "frames",
                       stall_in: float = 0.0, stall_out: float = 0.0, burst: int = 1,
                       seed: int = 0, waves: bool = False, design: DesignInfo | None = None,
-                      golden_artifact=None, run_dir: Path | None = None, log=None
+                      golden_artifact=None, run_dir: Path | None = None, log=None,
+                      waves_window: WavesWindow | None = None
                       ) -> tuple[SimResult, DesignInfo]:
     """Generate (cached), build (cached) and simulate ``artifact``; compare with the golden
-    model of ``golden_artifact`` (default: the same artifact)."""
+    model of ``golden_artifact`` (default: the same artifact).  ``waves_window``: the cycles
+    that ``waves`` traces (default: the whole run)."""
     design = design or generate_cached(artifact, folding, pixels_per_beat, probes, log=log)
     out, prb = network_streams(golden_artifact or artifact, folding, images, probes)
     res = run_design(design.verilog, design.top_name, images, out, prb,
                      design_hash=design.design_hash, pixels_per_beat=pixels_per_beat,
                      scenario=scenario, stall_in=stall_in, stall_out=stall_out, burst=burst,
                      seed=seed, expected_cycles=int(design.model["cycles_per_frame"])
-                     + int(design.model["latency_cycles"]), waves=waves, run_dir=run_dir,
-                     log=log)
+                     + int(design.model["latency_cycles"]), waves=waves,
+                     waves_window=waves_window, run_dir=run_dir, log=log)
     return res, design

@@ -5,6 +5,10 @@ benchmarks.  It takes any design with the top-level stream contract (``clk``, ``
 stream ``i__*`` of pixels, output stream ``o__*`` with a ``last`` bit at the MSB, optional
 probe streams), the input images and the golden tensors of every stream it should check, and
 returns a :class:`SimResult` with the scoreboards' verdicts and the measured cycles.
+
+Waves: ``waves=True`` traces the run; a :class:`WavesWindow` (cycles, the numbering of the
+reports) keeps only a span of it, so that the file of a long run stays small
+(:func:`WavesWindow.around` a mismatch: what ``dupnet sim`` re-runs a failing run with).
 """
 from __future__ import annotations
 
@@ -19,10 +23,54 @@ from typing import Sequence
 import numpy as np
 
 from ..files import atomic_save_npy, atomic_write_text
-from .build import VerilatedModel, build_model, cache_root, run_cocotb
+from .build import STEPS_PER_NS, VerilatedModel, build_model, cache_root, run_cocotb
+from .toolchain import waves_format
 from dupnet.hw.stream_layout import WordLayout
 
-__all__ = ["StreamCheck", "SimResult", "run_design", "new_run_dir", "Timing"]
+__all__ = ["StreamCheck", "SimResult", "run_design", "new_run_dir", "Timing", "WavesWindow",
+           "CLOCK_PERIOD_NS", "WAVES_BEFORE", "WAVES_AFTER"]
+
+#: Clock period of the cocotb benches: cycle ``c`` starts at ``c * CLOCK_PERIOD_NS`` ns.
+CLOCK_PERIOD_NS = 10
+#: Default wave window of a failing run's re-run: this many cycles before the first mismatch
+#: (the cause is earlier than the wrong word) and after it.
+WAVES_BEFORE = 3000
+WAVES_AFTER = 1000
+
+
+@dataclass(frozen=True)
+class WavesWindow:
+    """Cycles ``[start, start + cycles)`` of a run to trace (``cycles`` None: to the end).
+
+    Cycle numbers are those the run reports (frame cycles, a mismatch's ``cycle``).
+    """
+    start: int = 0
+    cycles: int | None = None
+
+    def __post_init__(self):
+        if self.start < 0 or (self.cycles is not None and self.cycles < 1):
+            raise ValueError(f"bad waves window: start {self.start}, cycles {self.cycles}")
+
+    @classmethod
+    def around(cls, cycle: int, before: int = WAVES_BEFORE, after: int = WAVES_AFTER
+               ) -> "WavesWindow":
+        """The window from ``before`` cycles before ``cycle`` to ``after`` cycles after it."""
+        start = max(0, cycle - before)
+        return cls(start, cycle + after - start)
+
+    @property
+    def until(self) -> int | None:
+        """First cycle after the window (None: open-ended)."""
+        return None if self.cycles is None else self.start + self.cycles
+
+    def steps(self, period_steps: int) -> tuple[int, int | None]:
+        """The window in simulation time steps, for a clock of ``period_steps``."""
+        return (self.start * period_steps,
+                None if self.until is None else self.until * period_steps)
+
+    def __str__(self) -> str:
+        return (f"cycles {self.start}.." + ("end" if self.until is None else
+                                            f"{self.until - 1}"))
 
 
 @dataclass
@@ -97,6 +145,7 @@ class SimResult:
     sim_wall_s: float
     waves: Path | None = None
     message: str = ""
+    waves_window: WavesWindow | None = None
 
     @property
     def scoreboards(self) -> list[dict]:
@@ -108,6 +157,13 @@ class SimResult:
             if sb["first"] is not None:
                 return sb["first"]
         return None
+
+    @property
+    def first_error_cycle(self) -> int | None:
+        """The earliest cycle of any stream's first error (probes see it before the output)."""
+        cycles = [sb["first"]["cycle"] for sb in self.scoreboards
+                  if sb["first"] is not None and sb["first"].get("cycle") is not None]
+        return min(cycles) if cycles else None
 
     @property
     def timing(self) -> Timing:
@@ -133,7 +189,7 @@ class SimResult:
         if self.report.get("timed_out"):
             lines.append(f"timed out after {self.report['max_cycles']} cycles")
         if self.waves:
-            lines.append(f"waves: {self.waves}")
+            lines.append(f"waves ({self.waves_window}): {self.waves}")
         lines.append(f"log: {self.run_dir / 'sim.log'}")
         return "\n".join(lines)
 
@@ -158,7 +214,8 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
                pixels_per_beat: int = 1, scenario: str = "frames", stall_in: float = 0.0,
                stall_out: float = 0.0, burst: int = 1, seed: int = 0,
                max_cycles: int | None = None, expected_cycles: int | None = None,
-               waves: bool = False, run_dir: Path | None = None, reset_after: int | None = None,
+               waves: bool = False, waves_window: WavesWindow | None = None,
+               run_dir: Path | None = None, reset_after: int | None = None,
                log=None, model: VerilatedModel | None = None) -> SimResult:
     """Simulate ``verilog`` on ``images`` and compare ``output`` (and ``probes``) bit-exactly.
 
@@ -179,6 +236,8 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
         Simulation time limit; by default derived from ``expected_cycles`` (or generous).
     waves : bool
         Build with tracing and write ``run_dir/waves.fst`` (``.vcd`` without lz4).
+    waves_window : WavesWindow, optional
+        Trace only these cycles (default: the whole run).
     """
     t0 = time.perf_counter()
     images = np.asarray(images)
@@ -207,15 +266,16 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
     job = {"images": "images.npy", "output": streams[0], "probes": streams[1:],
            "pixels_per_beat": pixels_per_beat, "scenario": scenario, "stall_in": stall_in,
            "stall_out": stall_out, "burst": burst, "seed": seed, "max_cycles": max_cycles,
-           "reset_after": reset_after}
+           "reset_after": reset_after, "period_ns": CLOCK_PERIOD_NS}
     atomic_write_text(run_dir / "job.json", json.dumps(job, indent=1))
     report_path = run_dir / "report.json"
     if report_path.exists():
         report_path.unlink()
     t1 = time.perf_counter()
+    window = (waves_window or WavesWindow()).steps(CLOCK_PERIOD_NS * STEPS_PER_NS)
     results = run_cocotb(model, "dupnet.sim.tb_network", run_dir,
                          env={"DUPNET_SIM_JOB": str(run_dir / "job.json")}, seed=seed,
-                         waves=waves)
+                         waves=waves, waves_window=window)
     sim_wall = time.perf_counter() - t1
     message = ""
     if report_path.is_file():
@@ -227,10 +287,10 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
         and not report.get("timed_out")
     if report and not _junit_ok(results) and not message:
         message = f"the cocotb test failed; see {run_dir / 'sim.log'}"
-    from .toolchain import waves_format
     w = run_dir / f"waves.{waves_format()}"
     return SimResult(ok, report, run_dir, model, time.perf_counter() - t0, sim_wall,
-                     waves=w if waves and w.exists() else None, message=message)
+                     waves=w if waves and w.exists() else None, message=message,
+                     waves_window=(waves_window or WavesWindow()) if waves else None)
 
 
 def _junit_ok(path: Path) -> bool:

@@ -119,11 +119,9 @@ def test_measured_cycles_per_frame_match_model(small_art):
                                                            cfg.input_width, cfg.input_channels))
     dut = DupNetAccelerator(small_art, folding)
     ends = frame_end_cycles(dut, imgs, max_cycles=frames * model.cycles_per_frame * 3)
-    intervals = np.diff(ends)
     assert len(ends) == frames
-    for iv in intervals:
-        assert model.cycles_per_frame <= iv <= model.cycles_per_frame * 1.05 + 20, \
-            (intervals, model.cycles_per_frame, model.bottleneck_layer)
+    assert list(np.diff(ends)) == [model.cycles_per_frame] * (frames - 1), \
+        (np.diff(ends), model.cycles_per_frame, model.bottleneck_layer)
 
 
 def _chain_config(head_k: int, conv2_out: int):

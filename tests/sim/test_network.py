@@ -5,6 +5,12 @@ random valid/ready stalls; a reset in mid-frame is followed by bit-exact frames;
 first-output latency and initiation interval of stall-free runs are checked against
 ``dupnet.hw.analytic.pipeline_model`` (tolerances in ``dupnet.sim.design``).
 CI subset: marked ``sim``; the rest of the matrix: ``sim`` + ``slow``.
+
+A case's folding is ``KIND[+OPTION...]``: ``min``/``mixed``/``wide`` (``cases.folding``), then
+``gated`` (the MVTU datapath ``arith = "gated"``) and ``nopreadd`` (``preadd = false``).
+The CI subset runs every user-facing folding option on Verilator at least once: the ``gated``
+datapath, ``preadd = false``, the wide folding (PE = C_out, SIMD = C') and multi-pixel input
+beats, on the 4x4 ``feat`` network (a build costs seconds).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from dupnet.sim.design import check_timing, simulate_artifact
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.random_artifact import random_artifact
 
-from .cases import config, folding
+from .cases import case_folding, config, folding
 
 pytestmark = pytest.mark.sim
 
@@ -44,16 +50,21 @@ def _row(sim_row, case, res, design, timing=None):
 
 
 # (config, folding, stall, images, pixels_per_beat)
-CI_CASES = [("dup", "mixed", 0.3, "random", 1), ("odd", "min", 0.25, "test", 1)]
+CI_CASES = [("dup", "mixed", 0.3, "random", 1), ("odd", "min", 0.25, "test", 1),
+            # gated datapath (with pre-add), wide folding, 2 pixels per beat
+            ("feat", "wide+gated", 0.3, "random", 2),
+            # no pre-add (SIMD = 2 covers a weight-sharing pair), 4 pixels per beat
+            ("feat", "mixed+nopreadd", 0.3, "test", 4)]
 SLOW_CASES = [("dup", "min", 0.3, "random", 1), ("dup", "wide", 0.5, "test", 1),
               ("odd", "wide", 0.3, "random", 1), ("odd", "mixed", 0.4, "test", 5),
-              ("dup", "mixed", 0.0, "test", 2)]
+              ("dup", "mixed", 0.0, "test", 2), ("odd", "wide+gated+nopreadd", 0.3, "random", 7),
+              ("dup", "mixed+gated", 0.2, "test", 2)]
 
 
-def _case(name, fold_kind, stall, kind, ppb, sim_row, seed=1):
+def _case(name, fold_kind, stall, kind, ppb, sim_row, seed=1, reset=True):
     cfg = config(name)
     art = random_artifact(cfg, seed=seed)
-    fold = folding(cfg, fold_kind)
+    fold = case_folding(cfg, fold_kind)
     case = f"net {name}/{fold_kind} ppb={ppb}"
     # 1) stall-free back-to-back frames: bit-exact and timing vs the analytic model
     res, des = simulate_artifact(art, fold, _images(cfg, 3, seed, kind), probes=True,
@@ -68,6 +79,8 @@ def _case(name, fold_kind, stall, kind, ppb, sim_row, seed=1):
                                  seed=seed, design=des)
     _row(sim_row, case + f" stall={stall}", res, des)
     assert res.ok, res.describe_failure()
+    if not reset:
+        return
     # 3) reset in mid-frame, then bit-exact frames
     res, des = simulate_artifact(art, fold, _images(cfg, 2, seed + 2, "random"), probes=True,
                                  pixels_per_beat=ppb, scenario="reset", stall_in=stall / 2,
@@ -77,9 +90,11 @@ def _case(name, fold_kind, stall, kind, ppb, sim_row, seed=1):
 
 
 @pytest.mark.parametrize("name,fold_kind,stall,kind,ppb", CI_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in CI_CASES])
+                         ids=[f"{c[0]}-{c[1]}" + (f"-ppb{c[4]}" if c[4] > 1 else "")
+                              for c in CI_CASES])
 def test_network_ci(name, fold_kind, stall, kind, ppb, sim_row):
-    _case(name, fold_kind, stall, kind, ppb, sim_row)
+    # the feat cases are there for their folding options; reset is covered by the others
+    _case(name, fold_kind, stall, kind, ppb, sim_row, reset=name != "feat")
 
 
 @pytest.mark.slow
