@@ -4,6 +4,7 @@ latency and the totals the reports and the testbenches compare with."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,20 @@ class PipelineModel:
     layers: list[LayerModel]
     pixels_per_beat: int
     input_cycles_per_frame: int
-    latency_cycles: int
     extra_luts: int = 0
     extra_ffs: int = 0
     folding: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the layers' geometries (the latency walk needs them)
+    geometry: list = field(default_factory=list, repr=False)
+
+    @cached_property
+    def latency_cycles(self) -> int:
+        """First input beat to first output beat (:func:`latency_walk`), computed when first
+        asked for: a folding search that needs only the LUT totals skips the walk."""
+        hw_pixels = self.layers[0].in_pixels
+        ticks = latency_walk(self.layers, self.geometry,
+                             input_ticks(hw_pixels, self.pixels_per_beat))
+        return int(ticks[-1][0])
 
     @property
     def cycles_per_frame(self) -> int:
@@ -147,11 +158,11 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
     geometry = network_geometry(cfg)
     layers = [hw_kind(g).model(hw_kind(g).fold(g, folding)) for g in geometry]
     input_cycles = hw_pixels // pixels_per_beat
-    ticks = latency_walk(layers, geometry, input_ticks(hw_pixels, pixels_per_beat))
     unpack_bits = pixels_per_beat * cfg.input_channels * cfg.input_bits
     extra_luts = 20 + (unpack_bits * (pixels_per_beat > 1))
     extra_ffs = 2 * unpack_bits + 20
     return PipelineModel(network=cfg.name, layers=layers, pixels_per_beat=pixels_per_beat,
-                         input_cycles_per_frame=input_cycles, latency_cycles=int(ticks[-1][0]),
-                         extra_luts=extra_luts, extra_ffs=extra_ffs,
-                         folding={k: tuple(v) for k, v in folding.layers.items()})
+                         input_cycles_per_frame=input_cycles, extra_luts=extra_luts,
+                         extra_ffs=extra_ffs,
+                         folding={k: tuple(v) for k, v in folding.layers.items()},
+                         geometry=geometry)

@@ -13,7 +13,9 @@ images, measured in this run (median of --repeat interleaved rounds after one wa
                     ``model.eval()`` under ``torch.inference_mode()``;
 * ``torch QAT``     the QAT model's eval forward (binary weights, duplication, quantizers).
 
-Prints frames/s and the ratio golden / torch float (target >= 1.0x).
+Prints frames/s and the ratio golden / torch float. Verdicts (``scripts/benchlib.py``), per
+config: ``golden`` frames/s / ``torch float`` frames/s >= :data:`TARGET_RATIO` (1.0x), and
+``golden`` bit-identical to ``golden (reference)`` on the batch; exit 1 when either fails.
 
 usage: .venv/bin/python scripts/bench_golden.py [--configs NAME ...] [--repeat 5]
 """
@@ -21,17 +23,31 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
 from dupnet.sw.config import load_config, parse_config
 from dupnet.sw.golden import GoldenModel, ReferenceGoldenModel
-from dupnet.sw.qat import build_model
 from dupnet.sw.random_artifact import random_artifact
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Verdict, Verdicts, check, verdict  # noqa: E402  (scripts/ is no package)
+
 BATCH = {"dupnet-demo": 32, "dupnet-tinier-yolo": 2}
+#: the stated target: the golden model at least as fast as PyTorch float eval
+TARGET_RATIO = 1.0
+
+
+def verdicts(name: str, fps: dict[str, float], same: bool) -> list[Verdict]:
+    """The verdicts of one config: golden == reference, and golden / torch float frames/s."""
+    return [check(f"golden {name} GoldenModel == ReferenceGoldenModel", same,
+                  "every layer's output equal on the batch" if same else
+                  "GoldenModel differs from ReferenceGoldenModel"),
+            verdict(f"golden {name} frames/s", fps["golden"], fps["torch float"], TARGET_RATIO,
+                    cmp=">=", judge="ratio", baseline_name="torch float")]
 
 
 def float_twin(cfg):
@@ -65,8 +81,11 @@ def bench(name, repeat):
                        dtype=np.uint8)
     art = random_artifact(cfg, seed=0)
     gold, fast = ReferenceGoldenModel(art), GoldenModel(art)
-    same = all(np.array_equal(a, b) for a, b in zip(gold.forward(img), fast.forward(img)))
-    assert same, "GoldenModel differs from ReferenceGoldenModel"
+    import torch                      # deferred: the verdict test imports this script
+    from dupnet.sw.qat import build_model
+    ref_out, fast_out = gold.forward(img), fast.forward(img)
+    same = len(ref_out) == len(fast_out) and all(
+        np.array_equal(a, b) for a, b in zip(ref_out, fast_out))
     x = torch.from_numpy(img).permute(0, 3, 1, 2).float().contiguous()
     fmodel = build_model(float_twin(cfg)).eval()
     qmodel = build_model(cfg).eval()
@@ -85,18 +104,26 @@ def bench(name, repeat):
           f"median of {repeat}; golden == reference: {same})")
     for k, v in r.items():
         print(f"  {k:<12} {v:9.2f} frames/s   {v / base:5.2f}x torch float")
-    return r
+    return r, same
 
 
-def main(argv=None):
+def versions() -> str:
+    import torch
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}"
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["dupnet-demo", "dupnet-tinier-yolo"])
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; numpy {np.__version__}")
+    print(versions(), flush=True)
+    vs = Verdicts()
     for name in args.configs:
-        bench(name, args.repeat)
+        fps, same = bench(name, args.repeat)
+        vs.extend(verdicts(name, fps, same))
+    return vs.exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,12 @@
      the datapath figure the target applies to;
    * where Yosys puts them by default (a 16-deep ROM becomes about one LUT per lane).
    Target: below FINN's estimate and at most 2 LUT6 per lane-bit.
-3. ``preadd`` on/off for a w_dup = 8 MVTU (same PE/SIMD): LUTs of both.
+3. ``preadd`` on/off for a w_dup = 8 MVTU (same PE/SIMD): LUTs of both (information).
+
+Verdicts (``scripts/benchlib.py``; exit 1 when any fails): elaboration time < 60 s; the
+Verilator lint of that design clean; per activation width, the xnor MVTU with weights in block
+RAM below FINN's estimate (ratio < 1) and at most 2 LUT6 per lane-bit (``--quick``: the same
+targets on its smaller MVTU).
 
 usage: python scripts/bench_hw.py [--quick] [--json OUT]
 """
@@ -22,8 +27,39 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Verdict, Verdicts, check, verdict  # noqa: E402  (scripts/ is no package)
+
+#: stated targets
+ELAB_TARGET_S = 60.0
+LUT_PER_LANE_BIT_TARGET = 2.0
+FINN_RATIO_TARGET = 1.0         # strictly below FINN's estimate
+
+
+def verdicts(results: dict) -> list[Verdict]:
+    """The verdicts of whatever parts ran (``results`` as :func:`main` collects them)."""
+    out = []
+    if "elaboration" in results:
+        e = results["elaboration"]
+        out.append(verdict("hw elaboration + Verilog of dupnet-tinier-yolo", e["seconds"], None,
+                           ELAB_TARGET_S, cmp="<", unit="s"))
+    if "lint_ok" in results:
+        out.append(check("hw lint of dupnet-tinier-yolo (verilator --lint-only -Wall)",
+                         results["lint_ok"], "clean" if results["lint_ok"] else
+                         "FAILED (output above)"))
+    for row in results.get("lut_per_lane_bit", []):
+        what = f"hw W1A{row['a_bits']} MVTU PE {row['pe']} x SIMD {row['simd']} xnor/BRAM"
+        out.append(verdict(f"{what} LUT6", row["luts"], row["finn_estimate"],
+                           FINN_RATIO_TARGET, cmp="<", judge="ratio",
+                           baseline_name="FINN model"))
+        out.append(verdict(f"{what} LUT6 per lane-bit", row["lut_per_lane_bit"],
+                           row["finn_per_lane_bit"], LUT_PER_LANE_BIT_TARGET, cmp="<=",
+                           baseline_name="FINN model"))
+    return out
 
 
 def bench_elaboration(results: dict) -> None:
@@ -102,19 +138,19 @@ def bench_luts(results: dict, pe: int, simd: int, quick: bool) -> None:
             where = ("weights in block RAM" if rom == "block"
                      else f"weights where Yosys puts them (BRAM {cells['BRAM']:g}, "
                           f"LUTRAM {cells['LUTRAM']})")
+            naive = per.get(("addsub", rom))          # --quick: no addsub run with the ROMs
+            vs_naive = f"{n / naive['LUT']:.2f}" if naive else "n/a"
             print(f"  {arith:6s} {where}: {n} LUT6 = {n / lb:.2f}/lane-bit -> ratio vs FINN "
-                  f"{n / finn:.2f}, vs addsub {n / per[('addsub', rom)]['LUT']:.2f} | analytic "
+                  f"{n / finn:.2f}, vs addsub {vs_naive} | analytic "
                   f"estimate {model} (measured x{n / model:.2f}) | FF {cells['FF']} | "
                   f"synth {cells['seconds']:.0f} s")
-        meets = ours < finn and ours / lb <= 2.0
-        print(f"  -> target (xnor, weights in block RAM: < FINN and <= 2 LUT6/lane-bit): "
-              f"{ours / lb:.2f}/lane-bit, {'met' if meets else 'NOT met'}")
-        rows.append({"a_bits": a_bits, "pe": pe, "simd": simd, "luts": ours,
-                     "lut_per_lane_bit": ours / lb, "finn_estimate": finn,
-                     "finn_per_lane_bit": finn / lb, "ratio_vs_finn": ours / finn,
-                     "runs": {f"{a}/{r}": {"luts": c["LUT"], "lut_per_lane_bit": c["LUT"] / lb,
-                                           "cells": c} for (a, r), c in per.items()},
-                     "meets_target": meets})
+        row = {"a_bits": a_bits, "pe": pe, "simd": simd, "luts": ours,
+               "lut_per_lane_bit": ours / lb, "finn_estimate": finn,
+               "finn_per_lane_bit": finn / lb, "ratio_vs_finn": ours / finn,
+               "runs": {f"{a}/{r}": {"luts": c["LUT"], "lut_per_lane_bit": c["LUT"] / lb,
+                                     "cells": c} for (a, r), c in per.items()}}
+        row["meets_target"] = all(v.ok for v in verdicts({"lut_per_lane_bit": [row]}))
+        rows.append(row)
     results["lut_per_lane_bit"] = rows
 
 
@@ -150,7 +186,9 @@ def main(argv=None) -> int:
     if args.json:
         from dupnet.files import atomic_write_bytes
         atomic_write_bytes(args.json, json.dumps(results, indent=2, default=str).encode())
-    return 0
+    vs = Verdicts()
+    vs.extend(verdicts(results))
+    return vs.exit_code()
 
 
 if __name__ == "__main__":

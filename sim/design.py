@@ -139,7 +139,8 @@ def check_timing(timing: Timing, model: dict, frames_back_to_back: bool = True) 
     (:data:`FRAME_TOLERANCE` / :data:`FRAME_SLACK_CYCLES`, both 0: exact; never below the
     model, a lower bound); the first-output latency must lie within
     :data:`LATENCY_TOLERANCE` (1 %) of ``latency_cycles``.  Needs >= 2 back-to-back frames
-    without stalls for the steady-state figures (the first-output latency: any no-stall run).
+    without stalls for the steady-state figures (the first-output latency: any no-stall run);
+    a figure it needs that was not measured fails the check.
     """
     mf, ml = int(model["cycles_per_frame"]), int(model["latency_cycles"])
     notes = []
@@ -156,8 +157,13 @@ def check_timing(timing: Timing, model: dict, frames_back_to_back: bool = True) 
             notes.append(f"{what} {v} above analytic {mf}" + (
                 f" + {FRAME_TOLERANCE:.0%} + {FRAME_SLACK_CYCLES}" if hi > mf else
                 " (must be equal)"))
+    if frames_back_to_back and fr is None:
+        notes.append(f"cycles/frame not measured: {len(timing.last_output)} frame(s) ended, "
+                     f"2 back-to-back frames needed")
     lat = timing.latency
-    if lat is not None and abs(lat - ml) > LATENCY_TOLERANCE * ml:
+    if lat is None:
+        notes.append("first-output latency not measured: no output word")
+    elif abs(lat - ml) > LATENCY_TOLERANCE * ml:
         notes.append(f"latency {lat} differs from analytic {ml} by "
                      f"{(lat - ml) / max(1, ml):+.1%} (allowed: {LATENCY_TOLERANCE:.0%})")
     return TimingCheck(fr, mf, lat, ml, ii, not notes, notes)
