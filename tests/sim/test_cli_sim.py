@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from dupnet.sw.golden import GoldenModel
 from dupnet.sw.random_artifact import random_artifact
 
 from .cases import FEAT_PPB, config, folding, saved_case
-from .vcd import printed_waves, vcd_times, vcd_timescale_ps
+from .vcd import printed_waves, rerun_waves, vcd_times, vcd_timescale_ps
 
 
 @pytest.fixture
@@ -101,15 +100,9 @@ def test_sim_cli_failing_run_names_mismatch_and_waves(feat, tmp_path, capsys):
         fr, y, x, c, e, a = _first_difference(hw[k], gold[k])
         assert (f"layer {layer}, frame {fr}, pixel (y={y}, x={x}), channel {c}: expected {e}, "
                 f"got {a}") in cap.err, cap.err
-    m = re.search(r"re-running the same frames and stalls with waves on "
-                  r"\(cycles (\d+)\.\.(\d+), around the first mismatch at cycle (\d+)\)",
-                  cap.err)
-    assert m, cap.err
-    start, last, cycle = (int(v) for v in m.groups())
+    assert "re-running the same frames and stalls with waves on" in cap.err
+    start, last, cycle, waves = rerun_waves(cap.err)
     assert (start, last) == (max(0, cycle - WAVES_BEFORE), cycle + WAVES_AFTER - 1)
-    m = re.search(r"waves of the failing run \(cycles \d+\.\.\d+\): (\S+)", cap.err)
-    assert m, cap.err
-    waves = Path(m.group(1))
     assert waves.is_file()
     first, end, _ = vcd_times(waves)
     period = CLOCK_PERIOD_NS * 1000 // vcd_timescale_ps(waves)

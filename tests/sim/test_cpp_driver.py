@@ -27,7 +27,7 @@ from dupnet.sw.golden import GoldenModel
 from dupnet.sw.random_artifact import random_artifact
 
 from .cases import FEAT_PPB, config, saved_case
-from .vcd import printed_waves, vcd_times, vcd_timescale_ps
+from .vcd import printed_waves, rerun_waves, vcd_times, vcd_timescale_ps
 
 pytestmark = pytest.mark.sim
 
@@ -125,14 +125,8 @@ def test_cpp_cli_failing_run_reruns_with_waves(feat, tmp_path, capsys):
     assert rc == 1, cap.out + cap.err
     assert re.search(r"first: layer conv2, frame 0, pixel \(y=\d+, x=\d+\), channel \d+: "
                      r"expected -?\d+, got -?\d+ \(word \d+, cycle \d+\)", cap.err), cap.err
-    m = re.search(r"\(cycles (\d+)\.\.(\d+), around the first mismatch at cycle (\d+)\)",
-                  cap.err)
-    assert m, cap.err
-    start, last, cycle = (int(v) for v in m.groups())
+    start, last, cycle, waves = rerun_waves(cap.err)
     assert (start, last) == (max(0, cycle - WAVES_BEFORE), cycle + WAVES_AFTER - 1)
-    m = re.search(r"waves of the failing run \(cycles \d+\.\.\d+\): (\S+)", cap.err)
-    assert m, cap.err
-    waves = Path(m.group(1))
     period = CLOCK_PERIOD_NS * 1000 // vcd_timescale_ps(waves)
     first, end, _ = vcd_times(waves)
     assert first == start * period and first <= cycle * period <= end < (last + 1) * period

@@ -49,3 +49,14 @@ def vcd_timescale_ps(path: Path) -> int:
         if value.endswith(u):
             return int(float(value[:-len(u)]) * units[u])
     raise AssertionError(f"{path}: cannot read $timescale {value!r}")
+
+
+def rerun_waves(err: str) -> tuple[int, int, int, Path]:
+    """What a failing ``dupnet sim`` printed about its re-run with waves: the window's first
+    and last cycle, the first mismatch's cycle, and the wave file."""
+    m = re.search(r"\(cycles (\d+)\.\.(\d+), around the first mismatch at cycle (\d+)\)", err)
+    assert m, err
+    start, last, cycle = (int(v) for v in m.groups())
+    w = re.search(r"waves of the failing run \(cycles \d+\.\.\d+\): (\S+)", err)
+    assert w, err
+    return start, last, cycle, Path(w.group(1))

@@ -35,19 +35,12 @@ from dupnet.sw.data import index_batches
 
 from ..tiny_configs import tiny_config_toml
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 WORLD = 2
 N_TRAIN, BATCH = 16, 8           # two steps per epoch, 4 images per rank and step
 CLI_COMMON = ["--n-train", str(N_TRAIN), "--n-test", "8", "--batch-size", str(BATCH),
               "--device", "cpu", "--threads", "1", "--quiet", "--no-eval"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the suite shares two cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def probe_options():

@@ -23,6 +23,8 @@ from dupnet.sw.train import TrainOptions, train
 
 from ..tiny_configs import tiny_config_toml
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,15 +41,6 @@ def cfg_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cfg(cfg_path):
     return load_config(cfg_path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: CI runs two pytest workers on two cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def opts(**kw):
