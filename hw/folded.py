@@ -306,8 +306,30 @@ class FoldedConv:
 
 @dataclass(frozen=True)
 class FoldedPool:
-    """A max-pool as the hardware builds it (whole pixels in and out; no folding choice)."""
+    """A max-pool as the hardware builds it (whole pixels in and out; no folding choice).
+
+    Raises
+    ------
+    FoldingError
+        A stride other than 1 or 2, or a stride-2 pool on an odd map (naming the layer).
+    """
     geometry: PoolGeometry
+
+    def __post_init__(self):
+        g = self.geometry
+        where = f"layer {g.index} ({g.name})"
+        if g.stride not in (1, 2):
+            raise FoldingError(f"{where}: pool stride must be 1 or 2, got {g.stride}")
+        if g.stride == 2 and (g.height % 2 or g.width % 2):
+            raise FoldingError(f"{where}: stride-2 pool needs an even map, got "
+                               f"{g.height}x{g.width}")
+
+    @classmethod
+    def of(cls, height: int, width: int, channels: int, bits: int, stride: int,
+           name: str = "pool", index: int = 0) -> "FoldedPool":
+        """A pool from plain numbers (unit tests, benchmarks)."""
+        return cls(PoolGeometry(index=index, name=name, stride=stride, height=height,
+                                width=width, channels=channels, bits=bits))
 
     @property
     def cycles_per_frame(self) -> int:

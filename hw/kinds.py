@@ -173,9 +173,7 @@ class MaxPoolKind(HwLayerKind):
         return pool_model(folded.geometry)
 
     def engine(self, folded: FoldedPool, params) -> LayerEngine:
-        g = folded.geometry
-        return LayerEngine([("pool", MaxPool(g.height, g.width, g.channels, g.bits, g.stride,
-                                             name=g.name))], output=0)
+        return LayerEngine([("pool", MaxPool(folded))], output=0)
 
     def output_layout(self, folded: FoldedPool) -> WordLayout:
         g = folded.geometry

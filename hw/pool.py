@@ -12,7 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .folded import ROW_BUFFER, pool_rowbuf_depth
+from .folded import ROW_BUFFER, FoldedPool
 
 __all__ = ["MaxPool", "vmax"]
 
@@ -32,14 +32,10 @@ class MaxPool(wiring.Component):
 
     Parameters
     ----------
-    height, width : int
-        Input size.
-    channels, bits : int
-        Codes per pixel and bits per code.
-    stride : int
-        2 (halves the size) or 1 (bottom/right edge replicate).
-    name : str
-        Layer name for error messages.
+    layer : FoldedPool
+        The pool: input ``H x W``, ``channels`` codes of ``bits`` bits per pixel, stride 2
+        (halves the size) or 1 (bottom/right edge replicate); its row buffer is
+        ``layer.row_buffer``.
 
     Attributes
     ----------
@@ -49,17 +45,14 @@ class MaxPool(wiring.Component):
         Output pixels, raster order, same packing.
     """
 
-    def __init__(self, height: int, width: int, channels: int, bits: int, stride: int,
-                 name: str = "pool"):
-        if stride not in (1, 2):
-            raise ValueError(f"layer {name}: pool stride must be 1 or 2, got {stride}")
-        if stride == 2 and (height % 2 or width % 2):
-            raise ValueError(f"layer {name}: stride-2 pool needs an even map, got "
-                             f"{height}x{width}")
-        self.height, self.width, self.channels, self.bits = height, width, channels, bits
-        self.stride, self.name = stride, name
-        self.depth = pool_rowbuf_depth(stride, width)
-        pw = channels * bits
+    def __init__(self, layer: FoldedPool):
+        g = layer.geometry
+        self.layer = layer
+        self.height, self.width, self.channels, self.bits = g.height, g.width, g.channels, \
+            g.bits
+        self.stride, self.name = g.stride, g.name
+        self.depth = layer.row_buffer.depth
+        pw = self.channels * self.bits
         super().__init__({"i": In(stream.Signature(unsigned(pw))),
                           "o": Out(stream.Signature(unsigned(pw)))})
 

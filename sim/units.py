@@ -196,7 +196,7 @@ def pool_variant(name: str, height: int, width: int, channels: int, stride: int,
     exp = maxpool(imgs, stride)
 
     def make():
-        return MaxPool(height, width, channels, bits, stride, name=name)
+        return MaxPool(FoldedPool.of(height, width, channels, bits, stride, name=name))
     return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
                        WordLayout(channels, bits, signed=False),
                        FoldedPool(PoolGeometry(0, name, stride, height, width, channels,

@@ -132,7 +132,8 @@ def test_pool_netlist_grows_linearly_with_channels(stride):
     dupnet-demo were ~33k Verilog lines each, 3.3 MB in all, a 686 s Verilator build)."""
     from amaranth.back import rtlil
 
+    from dupnet.hw.folded import FoldedPool
     from dupnet.hw.pool import MaxPool
-    small, big = (len(rtlil.convert(MaxPool(4, 4, c, 2, stride), emit_src=False))
+    small, big = (len(rtlil.convert(MaxPool(FoldedPool.of(4, 4, c, 2, stride)), emit_src=False))
                   for c in (8, 64))
     assert big < 10 * small, (small, big)     # 8x the channels; quadratic would be ~50x

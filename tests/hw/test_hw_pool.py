@@ -4,6 +4,7 @@ import random
 import numpy as np
 import pytest
 
+from dupnet.hw.folded import FoldedPool
 from dupnet.hw.pool import MaxPool
 from dupnet.hw.stream_layout import WordLayout, unpack_lanes
 
@@ -21,7 +22,7 @@ def run_pool(h, w, c, bits, stride, frames=2, stall=0.3, seed=0, stall_out=None)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << bits, size=(frames, h, w, c))
     want = maxpool(x, stride)
-    dut = MaxPool(h, w, c, bits, stride)
+    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride))
     expected = pixel_beats(want, bits)
     got = []
 
@@ -66,7 +67,7 @@ def pool_throughput(h, w, c, bits, stride, frames, period, phase=0, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << bits, size=(frames, h, w, c))
     expected = pixel_beats(maxpool(x, stride), bits)
-    dut = MaxPool(h, w, c, bits, stride)
+    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride))
     got, end = [], []
 
     async def producer(ctx):
@@ -114,3 +115,12 @@ def test_pool_cycles_per_frame_equal_the_model(stride, h, w):
     per_frame = (pool_throughput(h, w, 2, 2, stride, 4, period=1)
                  - pool_throughput(h, w, 2, 2, stride, 3, period=1))
     assert per_frame == pool_model(g).cycles_per_frame
+
+
+def test_pool_geometry_refused_with_the_layer_named():
+    from dupnet.hw.folded import FoldingError
+    with pytest.raises(FoldingError, match=r"layer 0 \(p9\): stride-2 pool needs an even map, "
+                                           r"got 5x4"):
+        FoldedPool.of(5, 4, 2, 2, 2, name="p9")
+    with pytest.raises(FoldingError, match=r"layer 0 \(p9\): pool stride must be 1 or 2, got 3"):
+        FoldedPool.of(4, 4, 2, 2, 3, name="p9")
