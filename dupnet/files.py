@@ -74,13 +74,11 @@ def check_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
     ``FileExistsError`` / ``NotADirectoryError`` after the command had done its work.
     """
     path = Path(path)
-    for p in (path, *path.parents):
-        if p.is_dir():
-            break
-        if p.exists() or p.is_symlink():
-            what = "" if p == path else f" {p}"
-            raise DupnetError(f"{option} {path}:{what} is a file, not a folder; {option} must "
-                              f"be a folder (an existing one, or a new one to create)")
+    blocking = _first_non_folder((path, *path.parents))
+    if blocking is not None:
+        what = "" if blocking == path else f" {blocking}"
+        raise DupnetError(f"{option} {path}:{what} is a file, not a folder; {option} must "
+                          f"be a folder (an existing one, or a new one to create)")
     return path
 
 
@@ -90,10 +88,20 @@ def check_output_file(path: str | os.PathLike, option: str = "-o") -> Path:
     path = Path(path)
     if path.is_dir():
         raise DupnetError(f"{option} {path}: is a folder; {option} must name a file")
-    for p in path.parents:
-        if p.is_dir():
-            break
-        if p.exists() or p.is_symlink():
-            raise DupnetError(f"{option} {path}: {p} is a file, not a folder; {option} must be "
-                              f"a file in a folder")
+    blocking = _first_non_folder(path.parents)
+    if blocking is not None:
+        raise DupnetError(f"{option} {path}: {blocking} is a file, not a folder; {option} must "
+                          f"be a file in a folder")
     return path
+
+
+def _first_non_folder(paths) -> Path | None:
+    """Walking ``paths`` (a path, then its parents) up to the first existing folder: the first
+    one that exists (or is a dangling link) but is not a folder, where ``mkdir`` would fail;
+    None when there is none."""
+    for p in paths:
+        if p.is_dir():
+            return None
+        if p.exists() or p.is_symlink():
+            return p
+    return None

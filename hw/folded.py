@@ -77,10 +77,6 @@ class LayerMemory:
     rom: bool
 
     @property
-    def shape(self) -> MemoryShape:
-        return MemoryShape(self.depth, self.width)
-
-    @property
     def bits(self) -> int:
         return self.depth * self.width
 

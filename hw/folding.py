@@ -67,13 +67,6 @@ class Folding:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def folded(self, config: NetworkConfig) -> dict[str, FoldedConv]:
-        """Every conv layer of ``config`` at this folding, by name (validated: raises
-        :class:`FoldingError` naming the layer and field)."""
-        validate_folding(config, self)
-        return {g.name: FoldedConv(g, *self.layers[g.name], preadd=self.preadd, arith=self.arith)
-                for g in conv_geometries(config)}
-
 
 def _parse(data: Any, where: str) -> Folding:
     if not isinstance(data, dict):

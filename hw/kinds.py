@@ -80,7 +80,7 @@ class HwLayerKind:
     def output_layout(self, folded) -> WordLayout:
         raise NotImplementedError
 
-    def latency(self, model: LayerModel, g, ticks: np.ndarray) -> np.ndarray | list[float]:
+    def latency(self, model: LayerModel, g, ticks: np.ndarray) -> np.ndarray:
         """When this layer's output pixels leave it, given when its input pixels arrive: one
         step of the pipeline model's latency walk (:func:`dupnet.hw.pipeline.latency_walk`).
 
@@ -94,10 +94,6 @@ class HwLayerKind:
         after it.  A layer runs pixel by pixel at the rate of its input or at its own,
         whichever is slower at that pixel (no average interval: a stride-2 pool's bursts and
         the rows a window waits for are kept).
-
-        A kind whose output pixel ``n`` leaves a fixed number of cycles after its input pixel
-        ``n`` (same map size, e.g. one register stage) may return that delay as a list of
-        terms instead (``[1]``).
         """
         raise NotImplementedError
 

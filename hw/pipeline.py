@@ -3,6 +3,7 @@ through its kind, :mod:`dupnet.hw.kinds`), the bottleneck cycles/frame, the firs
 latency and the totals the reports and the testbenches compare with."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -133,11 +134,7 @@ def latency_walk(layers: list[LayerModel], geometry: list, ticks: np.ndarray
     (``tests/hw/test_hw_latency.py``)."""
     out = []
     for m, g in zip(layers, geometry):
-        step = hw_kind(g).latency(m, g, ticks)
-        if isinstance(step, np.ndarray):
-            ticks = step
-        else:            # a fixed delay per pixel, as the kind's list of terms
-            ticks = ticks + int(np.ceil(sum(step)))
+        ticks = hw_kind(g).latency(m, g, ticks)
         out.append(ticks)
     return out
 
@@ -154,7 +151,7 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
         preadd = folding.preadd
     check_pixels_per_beat(cfg, pixels_per_beat)
     hw_pixels = cfg.input_height * cfg.input_width
-    folding = Folding(dict(folding.layers), preadd=preadd, arith=folding.arith)
+    folding = dataclasses.replace(folding, preadd=preadd)
     geometry = network_geometry(cfg)
     layers = [hw_kind(g).model(hw_kind(g).fold(g, folding)) for g in geometry]
     input_cycles = hw_pixels // pixels_per_beat

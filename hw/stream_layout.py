@@ -71,19 +71,6 @@ class WordLayout:
         """Bit index of the ``last`` marker (the first bit above the lanes)."""
         return self.lanes * self.bits
 
-    @classmethod
-    def from_width(cls, width: int, bits: int, channels: int, signed: bool,
-                   has_last: bool, where: str = "stream") -> "WordLayout":
-        """Infer ``lanes`` from a port width; raise if it does not fit ``bits``/``channels``."""
-        body = width - int(has_last)
-        if body <= 0 or body % bits:
-            raise ValueError(f"{where}: payload width {width} is not lanes*{bits}"
-                             f"{' + 1 (last)' if has_last else ''}")
-        lanes = body // bits
-        if channels % lanes:
-            raise ValueError(f"{where}: {lanes} lanes per word do not divide {channels} channels")
-        return cls(lanes, bits, signed, has_last)
-
     def pack(self, values: np.ndarray, last_every: int | None = None) -> list[int]:
         """Words of a flat or NHWC array of element values (raster, channel-minor).
 

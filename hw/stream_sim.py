@@ -21,8 +21,8 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
-__all__ = ["stream_put", "stream_get", "put_all", "get_n", "get_n_periodic", "idle", "run_sim",
-           "stream_put_stall", "stream_get_stall"]
+__all__ = ["stream_put", "stream_get", "put_all", "get_n", "get_n_timed", "get_n_periodic",
+           "idle", "run_sim", "stream_put_stall", "stream_get_stall"]
 
 
 async def idle(ctx, stall: float, rng: random.Random | None) -> None:
@@ -82,23 +82,32 @@ async def get_n(ctx, stream, n: int, stall: float = 0.0,
     return out
 
 
-async def get_n_periodic(ctx, stream, n: int, period: int, phase: int = 0
-                         ) -> tuple[list[Any], int]:
+async def get_n_timed(ctx, stream, n: int, period: int = 1, phase: int = 0
+                      ) -> list[tuple[int, Any]]:
     """Receive ``n`` beats with ``ready`` high in the first cycle, then only in the cycles
-    ``c`` where ``c % period == phase`` (a consumer that takes one beat per ``period`` cycles).
-    Returns the payloads and the cycle (counted from the call) of the last transfer."""
+    ``c`` where ``c % period == phase`` (``period = 1``: always ready). Returns the cycle
+    (counted from the call) and the payload of each transfer; ``ready`` is low afterwards."""
     got = []
     cycle = 0
     ctx.set(stream.ready, 1)
     async for _, _, valid, ready, payload in ctx.tick().sample(stream.valid, stream.ready,
                                                                stream.payload):
         if valid and ready:
-            got.append(payload)
+            got.append((cycle, payload))
             if len(got) == n:
-                return got, cycle
+                ctx.set(stream.ready, 0)
+                return got
         cycle += 1
         ctx.set(stream.ready, cycle % period == phase)
     raise AssertionError("unreachable: the tick loop ends only with the simulation")
+
+
+async def get_n_periodic(ctx, stream, n: int, period: int, phase: int = 0
+                         ) -> tuple[list[Any], int]:
+    """A consumer that takes one beat per ``period`` cycles (:func:`get_n_timed`): the
+    payloads and the cycle of the last transfer."""
+    beats = await get_n_timed(ctx, stream, n, period, phase)
+    return [payload for _, payload in beats], beats[-1][0]
 
 
 class _ClockedWrapper(Elaboratable):

@@ -4,7 +4,7 @@ See ``docs/hardware.md`` for the port contract (bit layouts, frame marker, probe
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from amaranth import Module, unsigned
 from amaranth.lib import stream, wiring
@@ -79,7 +79,7 @@ class DupNetAccelerator(wiring.Component):
         geoms = network_geometry(cfg)
         pix_bits = cfg.input_channels * cfg.input_bits
         self.unpack = Unpack(pix_bits, pixels_per_beat)
-        folding = Folding(dict(folding.layers), preadd=self.preadd, arith=folding.arith)
+        folding = dataclasses.replace(folding, preadd=self.preadd)
         #: per layer (name, LayerEngine), in pipeline order
         self.engines = []
         probe_widths: dict[str, int] = {}

@@ -22,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
+from dupnet.hw.stream_layout import WordLayout
+
 from ..files import atomic_save_npy, atomic_write_text
 from .build import STEPS_PER_NS, VerilatedModel, build_model, cache_root, run_cocotb
 from .toolchain import waves_format
-from dupnet.hw.stream_layout import WordLayout
 
 __all__ = ["StreamCheck", "SimResult", "run_design", "new_run_dir", "Timing", "WavesWindow",
            "CLOCK_PERIOD_NS", "WAVES_BEFORE", "WAVES_AFTER"]

@@ -21,7 +21,13 @@ import numpy as np
 
 from dupnet.hw.folded import ARITHMETICS, FoldedConv, divisors
 from dupnet.hw.folding import Folding
+from dupnet.hw.generate import generate_verilog, write_design
+from dupnet.hw.lint import lint_verilog
+from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import conv_geometries, parse_config
+from dupnet.sw.random_artifact import random_artifact
+
+from .design import DesignInfo, check_timing, simulate_artifact
 
 __all__ = ["RandomDesign", "RegressResult", "random_design", "run_random_design",
            "run_regression", "replay_command", "summary_table"]
@@ -143,7 +149,6 @@ def _images(cfg, n: int, seed: int) -> np.ndarray:
 def _simulate(art, design: RandomDesign, gen, run_dir: Path) -> tuple[str, str, dict]:
     """Stall-free timing run, a run with random stalls, a reset in mid-frame: the failing
     stage and its message, or ``("passed", "", cycles)``."""
-    from .design import DesignInfo, check_timing, simulate_artifact
     info = DesignInfo(gen.verilog, gen.top_name, gen.design_hash, gen.summary)
     cfg, ppb, s = art.config, design.pixels_per_beat, design.stall
     golden = golden_artifact(art)
@@ -168,10 +173,6 @@ def _simulate(art, design: RandomDesign, gen, run_dir: Path) -> tuple[str, str, 
 
 def run_random_design(seed: int, run_root: str | Path) -> RegressResult:
     """init -> rtl -> lint -> sim of the design of ``seed``, in ``run_root/seed-<seed>``."""
-    from dupnet.hw.generate import generate_verilog, write_design
-    from dupnet.hw.lint import lint_verilog
-    from dupnet.sw.artifact import Artifact
-    from dupnet.sw.random_artifact import random_artifact
     t0 = time.monotonic()
     design = random_design(seed)
     run_dir = Path(run_root).resolve() / f"seed-{seed}"

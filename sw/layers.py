@@ -30,7 +30,7 @@ from ..errors import DupnetError
 
 __all__ = ["LayerKind", "LayerContext", "LayerKindError", "BUILTIN_KIND_MODULES",
            "register_kind", "unregister_kind", "get_kind", "find_kind", "kind_names",
-           "kind_of", "one_of"]
+           "one_of"]
 
 #: Modules (under ``dupnet.sw``) defining the built-in kinds, each as ``KIND``; in this order.
 BUILTIN_KIND_MODULES = (".kinds.conv", ".kinds.maxpool")
@@ -346,11 +346,6 @@ def kind_names() -> tuple[str, ...]:
     """The registered kinds, built-ins first, then in registration order."""
     _load_builtins()
     return tuple(_REGISTRY)
-
-
-def kind_of(layer: Any) -> LayerKind:
-    """The kind of a spec or geometry record (by its ``kind`` attribute)."""
-    return get_kind(layer.kind)
 
 
 def one_of(names: tuple[str, ...] | list[str]) -> str:

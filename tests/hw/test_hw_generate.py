@@ -30,7 +30,7 @@ def test_rom_bits_equal_unique_bits_in_generated_verilog(design, small_art):
 @pytest.mark.parametrize("arith", ["xnor", "gated"])
 def test_threshold_and_offset_rom_bits_in_generated_verilog(small_art, arith):
     """t_rom / k_rom declarations of the emitted Verilog == the analytic
-    ``threshold_rom_bits`` (``threshold_rom_shape``), for both datapaths."""
+    ``threshold_rom_bits`` (``FoldedConv.threshold_rom``), for both datapaths."""
     fold = Folding(dict(FOLD.layers), arith=arith)
     d = FOLD_DESIGNS[arith] = FOLD_DESIGNS.get(arith) or generate_verilog(small_art, fold)
     want = d.summary["model"]["threshold_rom_bits"]

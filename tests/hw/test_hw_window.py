@@ -7,24 +7,8 @@ import pytest
 from dupnet.hw.folded import FoldedConv, FoldingError, window_depth
 from dupnet.hw.reference import window_chunks
 from dupnet.hw.stream_layout import WordLayout, pack_lanes, unpack_lanes
-from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, get_n_timed, put_all, run_sim
 from dupnet.hw.window import WindowUnit
-
-
-async def get_n_timed(ctx, stream, n: int) -> list[tuple[int, int]]:
-    """Receive ``n`` beats with ``ready`` always high; returns ``(cycle, payload)`` of each
-    transfer, cycles counted from the call."""
-    got = []
-    cycle = 0
-    ctx.set(stream.ready, 1)
-    async for _, _, valid, payload in ctx.tick().sample(stream.valid, stream.payload):
-        if valid:
-            got.append((cycle, payload))
-            if len(got) == n:
-                ctx.set(stream.ready, 0)
-                return got
-        cycle += 1
-    raise AssertionError("unreachable: the tick loop ends only with the simulation")
 
 
 def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0):

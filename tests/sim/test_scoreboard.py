@@ -22,7 +22,7 @@ def test_pack_unpack_roundtrip_signed_with_last():
     assert last.tolist() == [False] * (len(words) - 1) + [True]
 
 
-def test_pack_pixels_layout():
+def test_image_beats_layout():
     img = np.arange(2 * 3 * 2).reshape(2, 3, 2)
     beats = image_beats(img, pixels_per_beat=3)
     assert len(beats) == 2
