@@ -1,12 +1,16 @@
-"""Stream width adapters: :class:`Gather` (n narrow beats -> 1 wide) and :class:`Unpack`
-(1 wide beat -> n narrow). Beat ``k`` of a group is the wide word's bits ``[k*w +: w]``."""
+"""Stream width adapters: :class:`Gather` (n narrow beats -> 1 wide), :class:`Unpack`
+(1 wide beat -> n narrow) and :class:`WidthAdapter` (``a`` lanes per beat -> ``b`` lanes per
+beat, through their common multiple). Beat ``k`` of a group is the wide word's bits
+``[k*w +: w]``."""
 from __future__ import annotations
+
+import math
 
 from amaranth import Cat, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Gather", "Unpack"]
+__all__ = ["Gather", "Unpack", "WidthAdapter"]
 
 
 def _pass_through(component) -> Module:
@@ -100,3 +104,41 @@ class Unpack(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [buf.eq(self.i.payload), valid.eq(1)]
         return m
+
+
+class WidthAdapter(wiring.Component):
+    """Convert a stream of ``lanes_in`` codes per beat into one of ``lanes_out`` codes per
+    beat (the same codes in the same order): a :class:`Gather` to ``lcm(lanes_in, lanes_out)``
+    lanes, then an :class:`Unpack` to ``lanes_out``; each a wire where it has nothing to do.
+
+    Parameters
+    ----------
+    bits : int
+        Bits per code (lane).
+    lanes_in, lanes_out : int
+        Codes per input / output beat.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(lanes_in*bits)))
+        Input beats; lane ``l`` at ``[l*bits +: bits]``.
+    o : Out(stream.Signature(unsigned(lanes_out*bits)))
+        Output beats, the same lane packing.
+    """
+
+    def __init__(self, bits: int, lanes_in: int, lanes_out: int):
+        self.bits, self.lanes_in, self.lanes_out = bits, lanes_in, lanes_out
+        wide = math.lcm(lanes_in, lanes_out)
+        self.gather = Gather(lanes_in * bits, wide // lanes_in)
+        self.unpack = Unpack(lanes_out * bits, wide // lanes_out)
+        super().__init__({"i": In(stream.Signature(unsigned(lanes_in * bits))),
+                          "o": Out(stream.Signature(unsigned(lanes_out * bits)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.gather, m.submodules.unpack = self.gather, self.unpack
+        wiring.connect(m, wiring.flipped(self.i), self.gather.i)
+        wiring.connect(m, self.gather.o, self.unpack.i)
+        wiring.connect(m, self.unpack.o, wiring.flipped(self.o))
+        return m
+

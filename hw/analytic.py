@@ -29,7 +29,7 @@ from .folded import DEFAULT_ARITH, FoldedConv, FoldedPool
 
 __all__ = ["LayerModel", "layer_model", "conv_model", "pool_model", "adder_tree_luts",
            "finn_mvau_lut_estimate", "REFERENCE_CLOCK_HZ", "PIPELINE_DEPTH", "WINDOW_LATENCY",
-           "GATHER_LATENCY", "POOL_LATENCY", "UNPACK_LATENCY"]
+           "GATHER_LATENCY", "POOL_LATENCY", "UNPACK_LATENCY", "adapter_estimate"]
 
 REFERENCE_CLOCK_HZ = 100_000_000
 # Register stages on the first-output latency path (the terms of the pipeline model's latency
@@ -42,12 +42,29 @@ PIPELINE_DEPTH = 3
 #: chunk that needs it: the pixel count ``avail`` is a register (the window sees the pixel a
 #: cycle after writing it), then the read data / ``o.valid`` register
 WINDOW_LATENCY = 2
-#: the :class:`~dupnet.hw.adapters.Gather` output register (``nf > 1``; a wire when ``nf = 1``)
+#: the :class:`~dupnet.hw.adapters.Gather` output register (a wire when it gathers one beat)
 GATHER_LATENCY = 1
 #: the max-pool's output register (the input that completes a 2x2 block loads it)
 POOL_LATENCY = 1
 #: the :class:`~dupnet.hw.adapters.Unpack` pixel register (``pixels_per_beat > 1``; a wire at 1)
 UNPACK_LATENCY = 1
+
+
+def adapter_estimate(bits: int, lanes_in: int, lanes_out: int) -> tuple[int, int]:
+    """LUT6 and FF estimate of the width adapter between two streams of ``bits``-bit codes
+    (:class:`~dupnet.hw.adapters.WidthAdapter`): a gather keeps ``n-1`` beats and an output
+    register, an unpack one wide word it shifts down."""
+    if lanes_in == lanes_out:
+        return 0, 0
+    wide = math.lcm(lanes_in, lanes_out)
+    luts = ffs = 0
+    if wide > lanes_in:          # gather to the common width
+        ffs += (2 * wide - lanes_in) * bits + 8
+        luts += 8
+    if wide > lanes_out:         # unpack from it
+        ffs += wide * bits + 8
+        luts += (wide - lanes_out) * bits + 8
+    return luts, ffs
 
 
 def adder_tree_luts(n: int, width: int) -> int:
@@ -104,7 +121,9 @@ class LayerModel:
     simd: int | None = None
     sf: int | None = None
     nf: int | None = None
-    lanes: int | None = None
+    lanes: int | None = None       # conv: PE*SIMD MVTU lanes; pool: channels per beat
+    in_lanes: int | None = None    # channels per beat of the input stream
+    out_lanes: int | None = None   # channels per beat of the output stream
     k: int | None = None
     w_dup: int | None = None
     x_dup: int | None = None
@@ -160,9 +179,12 @@ def _mvtu_luts(f: FoldedConv) -> int:
 
 
 def _window_mux_luts(f: FoldedConv) -> int:
-    """LUT6 of the window unit's chunk multiplexer (whole-pixel words, SIMD-wide chunks)."""
+    """LUT6 of the window unit's chunk multiplexer: none when a line-buffer word is one
+    SIMD-wide chunk; whole-pixel words select one of the ``chunks`` of the duplicated pixel."""
     chunks = f.chunks
-    return f.simd * f.geometry.in_bits * -(-chunks // 4) if chunks > 1 else 0
+    if f.in_lanes == f.simd or chunks == 1:
+        return 0
+    return f.simd * f.geometry.in_bits * -(-chunks // 4)
 
 
 def _conv_ffs(f: FoldedConv) -> int:
@@ -171,10 +193,8 @@ def _conv_ffs(f: FoldedConv) -> int:
           + f.pe * (acc + 1)     # S accumulators
           + (2 * acc if f.arith != "xnor" else 0)    # T accumulator and its copy
           + f.pe * g.out_bits    # output register
-          + g.in_channels * g.in_bits    # window: the pixel word read from the line buffer
+          + f.in_lanes * g.in_bits    # window: the word read from the line buffer
           + 120)                 # counters and valid bits
-    if not g.is_last and f.nf > 1:
-        ff += 2 * g.out_channels * g.out_bits  # gather buffer + output register
     return ff
 
 
@@ -192,22 +212,23 @@ def conv_model(f: FoldedConv) -> LayerModel:
         rom_bits=g.unique_weight_bits, threshold_rom_bits=thr_rom.bits if thr_rom else 0,
         buffer_bits=f.line_buffer.bits, lut_estimate=int(luts), ff_estimate=int(_conv_ffs(f)),
         mux_lut_estimate=int(mux), pe=f.pe, simd=f.simd, sf=f.sf, nf=f.nf, lanes=f.lanes,
+        in_lanes=f.in_lanes, out_lanes=f.out_lanes,
         k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=g.in_bits, out_bits=g.out_bits,
         acc_bits=g.acc_bits, is_last=g.is_last, preadd=f.preadd, arith=f.arith)
 
 
-def pool_model(g: PoolGeometry) -> LayerModel:
-    """Analytic model of a max-pool unit (full pixels in and out)."""
-    f = FoldedPool(g)
-    pix_bits = g.channels * g.bits
-    # per pixel bit, from synth_xilinx of the dupnet-demo and dupnet-tinier-yolo pools
-    # (2026-11-26): the channel-wise max and its multiplexers; stride 1 also the edge
-    # replicate, the pending right-edge output and the bottom-row flush paths
-    luts = 60 + pix_bits * (5 if g.stride == 2 else 13) // 2
-    ff = 60 + pix_bits * (3 if g.stride == 2 else 6)
+def pool_model(f: FoldedPool) -> LayerModel:
+    """Analytic model of a chunk-serial max-pool unit (``lanes`` channels per cycle)."""
+    g = f.geometry
+    chunk_bits = f.lanes * g.bits
+    # per chunk bit: the channel-wise max (one for stride 2, two for stride 1: the horizontal
+    # max and the row max) and the write / output multiplexers; the rest is the position
+    # counters and the address arithmetic
+    luts = 60 + chunk_bits * (2 if g.stride == 2 else 4)
+    ff = 60 + chunk_bits * (1 if g.stride == 2 else 2)
     return LayerModel(
         name=g.name, kind="maxpool", in_shape=(g.height, g.width, g.channels),
         out_shape=g.out_shape, cycles_per_frame=f.cycles_per_frame,
-        buffer_bits=f.row_buffer.bits,
+        buffer_bits=sum(m.bits for m in f.memories),
         lut_estimate=int(luts), ff_estimate=int(ff), in_bits=g.bits, out_bits=g.bits,
-        stride=g.stride)
+        stride=g.stride, lanes=f.lanes, in_lanes=f.in_lanes, out_lanes=f.out_lanes)

@@ -12,7 +12,7 @@ from pathlib import Path
 from dupnet.sw.config import ConvGeometry, NetworkConfig, conv_geometries, network_geometry
 
 from .analytic import layer_model
-from .folded import DEFAULT_ARITH, FoldedConv, FoldingError
+from .folded import DEFAULT_ARITH, FoldedConv, FoldingError, divisors
 from .folding import Folding, check_pixels_per_beat, load_folding
 from .kinds import hw_kind
 from .pipeline import pipeline_model
@@ -52,6 +52,24 @@ def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int,
     return worst
 
 
+def _with_pool_lanes(config: NetworkConfig, folding: Folding, target: int) -> Folding:
+    """``folding`` with a ``lanes`` entry for every layer that is not a conv whose default
+    lanes (its upstream's) would take more than ``target`` cycles/frame: the fewest lanes
+    that meet it (the whole pixel at most)."""
+    lanes = config.input_channels
+    for g in network_geometry(config):
+        kind = hw_kind(g)
+        f = kind.fold(g, folding, lanes)
+        if not kind.foldable and f.cycles_per_frame > target:
+            for n in divisors(f.geometry.channels):
+                if kind.fold(g, Folding(pools={g.name: n}), lanes).cycles_per_frame <= target:
+                    break
+            folding.pools[g.name] = n
+            f = kind.fold(g, folding, lanes)
+        lanes = f.out_lanes
+    return folding
+
+
 def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
                  lut_budget: int | None = None, preadd: bool = True,
                  pixels_per_beat: int = 1, arith: str = DEFAULT_ARITH) -> Folding:
@@ -74,7 +92,7 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
             if b is None:
                 return None
             layers[g.name] = b[1]
-        return Folding(layers, preadd=preadd, arith=arith)
+        return _with_pool_lanes(config, Folding(layers, preadd=preadd, arith=arith), t)
 
     if target_cycles is not None:
         if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) \

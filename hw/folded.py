@@ -24,8 +24,8 @@ from dupnet.sw.config import ConvGeometry, PoolGeometry
 
 __all__ = ["FoldingError", "ARITHMETICS", "DEFAULT_ARITH", "MemoryShape", "LayerMemory",
            "FoldedConv", "FoldedPool", "WEIGHT_ROM", "THRESHOLD_ROM", "OFFSET_ROM",
-           "LINE_BUFFER", "ROW_BUFFER", "WINDOW_SLACK_PIXELS", "window_depth",
-           "pool_rowbuf_depth", "divisors"]
+           "LINE_BUFFER", "ROW_BUFFER", "PIXEL_BUFFER", "WINDOW_SLACK_PIXELS", "window_depth",
+           "pool_rowbuf_depth", "divisors", "buffer_lanes"]
 
 #: MVTU datapath arithmetics (docs/hardware.md): ``"xnor"`` offset form with a LUT6 bit-heap
 #: compressor (the default), ``"gated"`` AND-gated carry-chain adder trees with ``2*S - T``,
@@ -39,6 +39,7 @@ THRESHOLD_ROM = "t_rom"       # hidden layers with nf > 1: thresholds per neuron
 OFFSET_ROM = "k_rom"          # "xnor" last layer with nf > 1: -K per neuron fold
 LINE_BUFFER = "linebuf"       # the window unit's line buffer
 ROW_BUFFER = "rowbuf"         # the max-pool's row buffer
+PIXEL_BUFFER = "pixbuf"       # a stride-1 max-pool's one-pixel delay (several chunks)
 
 #: Line-buffer slack of a window unit beyond its minimum ``(k-1)*W + k + 1`` pixels:
 #: ``ceil(W/2) + WINDOW_SLACK_PIXELS``.  Why: the upstream of a conv layer delivers in bursts
@@ -94,8 +95,17 @@ def window_depth(k: int, width: int) -> int:
 
 
 def pool_rowbuf_depth(stride: int, width: int) -> int:
-    """Row-buffer depth (pixels) of the max-pool."""
-    return max(1, width // 2) if stride == 2 else max(1, width - 1)
+    """Row-buffer depth (pixels) of the max-pool: ``W/2`` running maxima of a stride-2 pool,
+    ``W`` horizontal maxima of a stride-1 pool (the right column's pixel itself at ``W-1``)."""
+    return max(1, width // 2) if stride == 2 else width
+
+
+def buffer_lanes(channels: int, simd: int) -> int:
+    """Channels per word of a window unit's line buffer (and of the stream into it): one
+    SIMD-wide chunk when SIMD divides the pixel's ``C`` channels (the window reads one word per
+    chunk, no multiplexer), else the whole pixel (SIMD a multiple of C, or a chunk that
+    straddles the copies of an input-duplicated pixel: the chunk is selected from the word)."""
+    return simd if channels % simd == 0 else channels
 
 
 def _positive_int(where: str, name: str, v) -> None:
@@ -260,10 +270,33 @@ class FoldedConv:
         return THRESHOLD_ROM if self.geometry.act_bits is not None else OFFSET_ROM
 
     @property
+    def in_lanes(self) -> int:
+        """Channels per beat of the layer's input stream, and per line-buffer word
+        (:func:`buffer_lanes`)."""
+        return buffer_lanes(self.geometry.in_channels, self.simd)
+
+    @property
+    def words_per_pixel(self) -> int:
+        """Line-buffer words (input beats) per pixel: ``C_in / in_lanes``."""
+        return self.geometry.in_channels // self.in_lanes
+
+    @property
+    def out_lanes(self) -> int:
+        """Channels per beat of the layer's output stream: the PE lanes of one neuron fold."""
+        return self.pe
+
+    @property
+    def window_pixels(self) -> int:
+        """Pixels the line buffer holds (:func:`window_depth`)."""
+        return window_depth(self.geometry.k, self.geometry.width)
+
+    @property
     def line_buffer(self) -> MemoryShape:
-        """The window unit's line buffer: :func:`window_depth` whole pixels."""
+        """The window unit's line buffer: :attr:`window_pixels` pixels of
+        :attr:`words_per_pixel` words of :attr:`in_lanes` codes."""
         g = self.geometry
-        return MemoryShape(window_depth(g.k, g.width), g.in_channels * g.in_bits)
+        return MemoryShape(self.window_pixels * self.words_per_pixel,
+                           self.in_lanes * g.in_bits)
 
     @property
     def memories(self) -> list[LayerMemory]:
@@ -302,14 +335,24 @@ class FoldedConv:
 
 @dataclass(frozen=True)
 class FoldedPool:
-    """A max-pool as the hardware builds it (whole pixels in and out; no folding choice).
+    """A max-pool as the hardware builds it: chunk-serial, ``lanes`` channels per beat in and
+    out (``lanes = C``: whole pixels), one chunk compared per cycle.
+
+    Parameters
+    ----------
+    geometry : PoolGeometry
+        The pool.
+    lanes : int or None
+        Channels per beat (divides ``C``); None: the whole pixel.
 
     Raises
     ------
     FoldingError
-        A stride other than 1 or 2, or a stride-2 pool on an odd map (naming the layer).
+        A stride other than 1 or 2, a stride-2 pool on an odd map, or lanes that do not divide
+        the channels (naming the layer).
     """
     geometry: PoolGeometry
+    lanes: int | None = None
 
     def __post_init__(self):
         g = self.geometry
@@ -319,32 +362,63 @@ class FoldedPool:
         if g.stride == 2 and (g.height % 2 or g.width % 2):
             raise FoldingError(f"{where}: stride-2 pool needs an even map, got "
                                f"{g.height}x{g.width}")
+        if self.lanes is None:
+            object.__setattr__(self, "lanes", g.channels)
+        _positive_int(where, "lanes", self.lanes)
+        if g.channels % self.lanes:
+            raise FoldingError(f"{where}: field 'lanes' ({self.lanes}) must divide the pool's "
+                               f"C = {g.channels} channels")
 
     @classmethod
     def of(cls, height: int, width: int, channels: int, bits: int, stride: int,
-           name: str = "pool", index: int = 0) -> "FoldedPool":
+           name: str = "pool", index: int = 0, lanes: int | None = None) -> "FoldedPool":
         """A pool from plain numbers (unit tests, benchmarks)."""
         return cls(PoolGeometry(index=index, name=name, stride=stride, height=height,
-                                width=width, channels=channels, bits=bits))
+                                width=width, channels=channels, bits=bits), lanes)
+
+    @property
+    def chunks(self) -> int:
+        """Beats per pixel: ``C / lanes``."""
+        return self.geometry.channels // self.lanes
+
+    @property
+    def in_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
 
     @property
     def cycles_per_frame(self) -> int:
-        """One input pixel per cycle; a stride-1 pool also flushes its bottom row while the
-        next frame's first row comes in and its right-edge output while the next row's first
-        pixel comes in. What is left: 2 cycles per frame (the last row's edge output ahead of
-        the flush), 1 for a one-row map, one per row for a one-column map."""
+        """One input chunk per cycle: ``H*W*chunks``. A stride-1 pool then emits the last
+        row's right-edge pixel (``chunks`` cycles, no input taken) and flushes its bottom row
+        while the next frame's first row comes in; a one-row frame's last input waits a cycle
+        more for the flush to end."""
         g = self.geometry
-        cycles = g.height * g.width
+        cycles = g.height * g.width * self.chunks
         if g.stride == 1:
-            cycles += g.height if g.width == 1 else (1 if g.height == 1 else 2)
+            cycles += self.chunks + (1 if g.height == 1 else 0)
         return cycles
 
     @property
     def row_buffer(self) -> MemoryShape:
+        """``pool_rowbuf_depth`` pixels of ``chunks`` words of ``lanes`` codes."""
         g = self.geometry
-        return MemoryShape(pool_rowbuf_depth(g.stride, g.width), g.channels * g.bits)
+        return MemoryShape(pool_rowbuf_depth(g.stride, g.width) * self.chunks,
+                           self.lanes * g.bits)
+
+    @property
+    def pixel_buffer(self) -> MemoryShape | None:
+        """A stride-1 pool's one-pixel delay: ``chunks`` words of ``lanes`` codes."""
+        g = self.geometry
+        return MemoryShape(self.chunks, self.lanes * g.bits) if g.stride == 1 else None
 
     @property
     def memories(self) -> list[LayerMemory]:
         rb = self.row_buffer
-        return [LayerMemory(ROW_BUFFER, rb.depth, rb.width, False)]
+        out = [LayerMemory(ROW_BUFFER, rb.depth, rb.width, False)]
+        pb = self.pixel_buffer
+        if pb is not None:
+            out.append(LayerMemory(PIXEL_BUFFER, pb.depth, pb.width, False))
+        return out

@@ -1,13 +1,19 @@
 """Folding: (PE, SIMD) per conv layer of a network, read from a file and checked.
 
 A folding file (TOML or JSON) has one table per conv layer, named by the layer's config
-name, and optional top-level ``preadd`` and ``arith`` fields::
+name, optional tables for max-pools (their ``lanes``: channels per beat) and optional
+top-level ``preadd`` and ``arith`` fields::
 
     preadd = true
     arith = "xnor"      # MVTU datapath: "xnor" (default), "gated" or "addsub"
     [conv1]
     pe = 8
     simd = 6
+    [pool1]
+    lanes = 8           # optional; default: the lanes of the stream into the pool
+
+A pool without an entry works on the chunks its upstream layer emits (a conv's PE lanes):
+:func:`dupnet.hw.kinds.fold_network` resolves it.
 
 The rules of one layer's folding live in :class:`dupnet.hw.folded.FoldedConv`;
 :mod:`dupnet.hw.autofold` chooses a folding automatically (for a target cycles/frame or a LUT
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from dupnet.sw.config import NetworkConfig, conv_geometries
+from dupnet.sw.config import NetworkConfig, conv_geometries, network_geometry
 
 from .folded import ARITHMETICS, DEFAULT_ARITH, FoldedConv, FoldingError
 
@@ -33,10 +39,12 @@ __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding",
 class Folding:
     """``layers``: conv layer name -> ``(pe, simd)``; ``preadd``: sum the inputs that share a
     weight bit before gating (w_dup > 1 layers); ``arith``: the MVTU datapath arithmetic
-    (:data:`dupnet.hw.folded.ARITHMETICS`)."""
+    (:data:`dupnet.hw.folded.ARITHMETICS`); ``pools``: max-pool name -> lanes (channels per
+    beat), for the pools that do not take their upstream's lanes."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
     arith: str = DEFAULT_ARITH
+    pools: dict[str, int] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> tuple[int, int]:
         return self.layers[name]
@@ -54,6 +62,8 @@ class Folding:
         d: dict[str, Any] = {"preadd": self.preadd, "arith": self.arith}
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
+        for name, lanes in self.pools.items():
+            d[name] = {"lanes": lanes}
         return d
 
     def to_toml(self) -> str:
@@ -62,6 +72,8 @@ class Folding:
                  ""]
         for name, (pe, simd) in self.layers.items():
             lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", ""]
+        for name, lanes in self.pools.items():
+            lines += [f"[{name}]", f"lanes = {lanes}", ""]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -79,26 +91,32 @@ def _parse(data: Any, where: str) -> Folding:
         raise FoldingError(f"{where}: field 'arith' must be one of "
                            f"{', '.join(map(repr, ARITHMETICS))}, got {arith!r}")
     layers: dict[str, tuple[int, int]] = {}
+    pools: dict[str, int] = {}
     for name, entry in data.items():
         if name in ("preadd", "arith"):
             continue
         lw = f"{where}: layer {name!r}"
         if not isinstance(entry, dict):
-            raise FoldingError(f"{lw}: must be a table with fields 'pe' and 'simd'")
-        extra = sorted(set(entry) - {"pe", "simd"})
+            raise FoldingError(f"{lw}: must be a table with fields 'pe' and 'simd' (a conv) "
+                               f"or 'lanes' (a max-pool)")
+        fields = ("lanes",) if "lanes" in entry else ("pe", "simd")
+        extra = sorted(set(entry) - set(fields))
         if extra:
             raise FoldingError(f"{lw}: unknown field(s) {', '.join(map(repr, extra))}; "
-                               f"allowed: pe, simd")
+                               f"allowed: pe, simd (a conv) or lanes (a max-pool)")
         vals = []
-        for f in ("pe", "simd"):
+        for f in fields:
             if f not in entry:
                 raise FoldingError(f"{lw}: missing field '{f}'")
             v = entry[f]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise FoldingError(f"{lw}: field '{f}' must be a positive integer, got {v!r}")
             vals.append(v)
-        layers[name] = (vals[0], vals[1])
-    return Folding(layers, preadd=preadd, arith=arith)
+        if fields == ("lanes",):
+            pools[name] = vals[0]
+        else:
+            layers[name] = (vals[0], vals[1])
+    return Folding(layers, preadd=preadd, arith=arith, pools=pools)
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -123,13 +141,21 @@ def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Foldi
 
 
 def validate_folding(config: NetworkConfig, folding: Folding, where: str = "folding") -> None:
-    """Check a folding against a config: every conv present, divisibility, w_dup compat."""
+    """Check a folding against a config: every conv present, divisibility, w_dup compat; the
+    ``lanes`` entries name layers that are not convs (their values are checked where the layer
+    is folded, :func:`dupnet.hw.kinds.fold_network`)."""
     geoms = conv_geometries(config)
     names = {g.name for g in geoms}
     unknown = sorted(set(folding.layers) - names)
     if unknown:
         raise FoldingError(f"{where}: unknown layer(s) {', '.join(map(repr, unknown))}; the "
                            f"conv layers of {config.name!r} are {', '.join(g.name for g in geoms)}")
+    others = [g.name for g in network_geometry(config) if g.name not in names]
+    unknown = sorted(set(folding.pools) - set(others))
+    if unknown:
+        raise FoldingError(f"{where}: unknown layer(s) {', '.join(map(repr, unknown))} with a "
+                           f"'lanes' entry; the other layers of {config.name!r} are "
+                           f"{', '.join(others) or 'none'}")
     for g in geoms:
         if g.name not in folding.layers:
             raise FoldingError(f"{where}: layer {g.index} ({g.name}): missing (fields 'pe' and "

@@ -102,6 +102,7 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
             "pixels_per_beat": pixels_per_beat, "probes": probes, "preadd": top.preadd,
             "arith": folding.arith,
             "ports": ports,
+            "adapters": {n: [a.lanes_in, a.lanes_out] for n, a in top.adapters.items()},
             "output": {"pe": out.lanes, "acc_bits": out.bits, "last_bit": out.last_bit,
                        "beats_per_pixel": artifact.geometries[-1].out_channels // out.lanes},
         },

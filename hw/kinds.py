@@ -5,7 +5,9 @@ A layer kind (``"conv"``, ``"maxpool"``; the config's ``kind`` field and the geo
 
 * :meth:`HwLayerKind.fold`: the layer at the network's folding (:class:`FoldedConv`,
   :class:`FoldedPool`): its shapes and its memories (``.memories``, used by the budget
-  reports), cycles per frame;
+  reports), cycles per frame, and the lanes (channels per beat) of its input and output
+  streams, ``.in_lanes`` / ``.out_lanes`` (the top level puts a width adapter between two
+  layers whose lanes differ, :class:`~dupnet.hw.adapters.WidthAdapter`);
 * :meth:`HwLayerKind.model`: its analytic model (:class:`~dupnet.hw.analytic.LayerModel`);
 * :meth:`HwLayerKind.engine`: the Amaranth components that implement it, chained ``i -> o``,
   and which of them is the layer's output (the probe);
@@ -26,9 +28,8 @@ import numpy as np
 
 from dupnet.sw.config import ConvGeometry, NetworkConfig, PoolGeometry, network_geometry
 
-from .adapters import Gather
-from .analytic import (GATHER_LATENCY, PIPELINE_DEPTH, POOL_LATENCY, WINDOW_LATENCY,
-                       LayerModel, conv_model, pool_model)
+from .analytic import PIPELINE_DEPTH, POOL_LATENCY, WINDOW_LATENCY, LayerModel, conv_model, \
+    pool_model
 from .folded import FoldedConv, FoldedPool, FoldingError
 from .folding import Folding
 from .mvtu import MVTU
@@ -37,7 +38,7 @@ from .stream_layout import WordLayout
 from .window import WindowUnit
 
 __all__ = ["HwLayerKind", "LayerEngine", "HW_KINDS", "hw_kind", "register_hw_kind",
-           "fold_layer", "output_layouts"]
+           "fold_layer", "fold_network", "output_layouts"]
 
 
 @dataclass
@@ -68,7 +69,9 @@ class HwLayerKind:
     foldable = False
     logic_feature = "logic"
 
-    def fold(self, g, folding: Folding):
+    def fold(self, g, folding: Folding, upstream_lanes: int | None = None):
+        """The layer at ``folding``; ``upstream_lanes``: the lanes of the stream into it (a
+        kind whose lanes follow its input's uses them; None: whole pixels)."""
         raise NotImplementedError
 
     def model(self, folded) -> LayerModel:
@@ -99,11 +102,13 @@ class HwLayerKind:
 
 
 class ConvKind(HwLayerKind):
-    """k x k conv: a window unit, an MVTU and (hidden layers) a gather of the ``nf`` beats."""
+    """k x k conv: a window unit and an MVTU; ``in_lanes``-wide line-buffer words in, the
+    ``nf`` beats of ``PE`` lanes per pixel out."""
     kind = "conv"
     foldable = True
 
-    def fold(self, g: ConvGeometry, folding: Folding) -> FoldedConv:
+    def fold(self, g: ConvGeometry, folding: Folding,
+             upstream_lanes: int | None = None) -> FoldedConv:
         pe, simd = folding[g.name]
         return FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith)
 
@@ -115,8 +120,6 @@ class ConvKind(HwLayerKind):
         mvtu = MVTU(folded, params.weights, params.thresholds,
                     frame_beats=folded.output_beats_per_frame if g.is_last else None)
         stages = [("window", WindowUnit(folded)), ("mvtu", mvtu)]
-        if not g.is_last:
-            stages.append(("gather", Gather(folded.pe * g.act_bits, folded.nf)))
         return LayerEngine(stages, output=1, rom_bits=mvtu.rom_bits)
 
     def output_layout(self, folded: FoldedConv) -> WordLayout:
@@ -126,7 +129,8 @@ class ConvKind(HwLayerKind):
         return WordLayout(folded.pe, g.act_bits, signed=False)
 
     def latency(self, model: LayerModel, g: ConvGeometry, ticks: np.ndarray) -> np.ndarray:
-        """Window unit, MVTU and gather, output pixel by output pixel ``j``:
+        """Window unit and MVTU, output pixel by output pixel ``j`` (``ticks``: the input
+        pixels' last words):
 
         * the window unit issues pixel ``j``'s chunks once the last input pixel its window
           reads, ``need(j)``, is in the line buffer: ``j``, plus ``pad*W`` when ``j`` is not
@@ -139,9 +143,8 @@ class ConvKind(HwLayerKind):
           it is slower);
         * the MVTU emits neuron fold ``f`` :data:`~dupnet.hw.analytic.PIPELINE_DEPTH` cycles
           after the fold's last chunk, ``first[j] + (f+1)*sf - 1``;
-        * a hidden layer's pixel leaves with its last fold, through the gather's register
-          (:data:`~dupnet.hw.analytic.GATHER_LATENCY`) when ``nf > 1``; the last layer's
-          first beat is fold 0.
+        * a hidden layer's pixel leaves with its last fold; the last layer's first beat is
+          fold 0.
         """
         H, W, pad = g.height, g.width, g.k // 2
         sf, nf = model.sf, model.nf
@@ -154,54 +157,53 @@ class ConvKind(HwLayerKind):
         first = np.maximum.accumulate(ready - j * per_pixel) + j * per_pixel
         if g.is_last:
             return first + sf - 1 + PIPELINE_DEPTH
-        return first + per_pixel - 1 + PIPELINE_DEPTH + (GATHER_LATENCY if nf > 1 else 0)
+        return first + per_pixel - 1 + PIPELINE_DEPTH
 
 
 class MaxPoolKind(HwLayerKind):
-    """2x2 max-pool, stride 1 or 2, on whole pixels."""
+    """2x2 max-pool, stride 1 or 2, chunk-serial: the folding's ``lanes`` for it, else its
+    upstream's lanes."""
     kind = "maxpool"
     logic_feature = "pool_logic"
 
-    def fold(self, g: PoolGeometry, folding: Folding) -> FoldedPool:
-        return FoldedPool(g)
+    def fold(self, g: PoolGeometry, folding: Folding,
+             upstream_lanes: int | None = None) -> FoldedPool:
+        return FoldedPool(g, folding.pools.get(g.name, upstream_lanes))
 
     def model(self, folded: FoldedPool) -> LayerModel:
-        return pool_model(folded.geometry)
+        return pool_model(folded)
 
     def engine(self, folded: FoldedPool, params) -> LayerEngine:
         return LayerEngine([("pool", MaxPool(folded))], output=0)
 
     def output_layout(self, folded: FoldedPool) -> WordLayout:
-        g = folded.geometry
-        return WordLayout(g.channels, g.bits, signed=False)
+        return WordLayout(folded.lanes, folded.geometry.bits, signed=False)
 
     def latency(self, model: LayerModel, g: PoolGeometry, ticks: np.ndarray) -> np.ndarray:
         """The input pixel that completes a 2x2 block loads the output register
-        (:data:`~dupnet.hw.analytic.POOL_LATENCY`):
+        (:data:`~dupnet.hw.analytic.POOL_LATENCY`), chunk by chunk (``ticks``: the pixels'
+        last chunks):
 
         * stride 2: output ``(y, x)`` with input ``(2y+1, 2x+1)``: a row of outputs comes in
           a burst, two input pixels apart, during every second input row;
-        * stride 1: output ``(y, x)`` with input ``(y+1, x+1)``; the right column's
-          ``(y, W-1)`` waits in ``pend`` and leaves a cycle after the ``(y, W-2)`` that the same
-          input ``(y+1, W-1)`` loads; the bottom row is flushed from the row buffer one pixel
-          per cycle after the frame's last input, once ``flushing`` (a register) is set and,
-          when ``H > 1``, ``pend`` has left.  On a one-column map every input of a row
-          ``r >= 1`` loads ``pend`` and the next input waits a cycle for it to leave: the pool
-          takes at most one input every two cycles there.
+        * stride 1: output ``(y, x < W-1)`` with input ``(y+1, x+1)``, the right column's
+          ``(y, W-1)`` with input ``(y+2, 0)``; after the frame's last input (cycle ``T``) the
+          edge step emits ``(H-2, W-1)`` (``chunks`` cycles; it leaves at ``T + chunks + 1``),
+          then the bottom row is flushed one chunk per cycle: ``(H-1, x)`` leaves at
+          ``T + (x+2)*chunks + 1``.
         """
         H, W = g.height, g.width
         t = np.asarray(ticks, dtype=np.int64).reshape(H, W)
         if g.stride == 2:
             return (t[1::2, 1::2] + POOL_LATENCY).reshape(-1)
-        if W == 1 and H > 1:
-            # input r >= 2 taken at max(ticks[r], taken[r-1] + 2); input 1 at once
-            r = np.arange(1, H, dtype=np.int64)
-            t = t.copy()
-            t[1:, 0] = np.maximum.accumulate(t[1:, 0] - 2 * r) + 2 * r
+        n = model.in_shape[2] // model.lanes
+        last = t[-1, -1]
         out = np.empty((H, W), dtype=np.int64)
         out[:-1, :-1] = t[1:, 1:] + POOL_LATENCY
-        out[:-1, -1] = t[1:, -1] + 1 + POOL_LATENCY
-        out[-1] = t[-1, -1] + (2 if H > 1 else 1) + POOL_LATENCY + np.arange(W)
+        out[:-2, -1] = t[2:, 0] + POOL_LATENCY
+        if H > 1:
+            out[-2, -1] = last + n + POOL_LATENCY
+        out[-1] = last + (np.arange(W) + 2) * n + POOL_LATENCY
         return out.reshape(-1)
 
 
@@ -229,15 +231,28 @@ def hw_kind(g) -> HwLayerKind:
     return HW_KINDS[kind]
 
 
-def fold_layer(g, folding: Folding):
-    """Layer ``g`` at ``folding`` (its kind's folded record)."""
-    return hw_kind(g).fold(g, folding)
+def fold_layer(g, folding: Folding, upstream_lanes: int | None = None):
+    """Layer ``g`` at ``folding`` (its kind's folded record); ``upstream_lanes``: the lanes of
+    the stream into it."""
+    return hw_kind(g).fold(g, folding, upstream_lanes)
+
+
+def fold_network(config: NetworkConfig, folding: Folding) -> list:
+    """Every layer at ``folding``, in pipeline order, each folded with the lanes of the stream
+    into it (the previous layer's ``out_lanes``; whole input pixels for the first)."""
+    if not isinstance(folding, Folding):
+        folding = Folding(dict(folding))
+    lanes = config.input_channels
+    out = []
+    for g in network_geometry(config):
+        f = fold_layer(g, folding, lanes)
+        out.append(f)
+        lanes = f.out_lanes
+    return out
 
 
 def output_layouts(config: NetworkConfig, folding: Folding) -> list[tuple[Any, WordLayout]]:
     """Every layer's geometry and the word layout of its output stream (its probe's; the
     last layer's is the top level's output), in pipeline order."""
-    if not isinstance(folding, Folding):
-        folding = Folding(dict(folding))
-    return [(g, hw_kind(g).output_layout(fold_layer(g, folding)))
-            for g in network_geometry(config)]
+    return [(f.geometry, hw_kind(f.geometry).output_layout(f))
+            for f in fold_network(config, folding)]

@@ -4,6 +4,7 @@ latency and the totals the reports and the testbenches compare with."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -12,11 +13,13 @@ import numpy as np
 
 from dupnet.sw.config import NetworkConfig, network_geometry
 
-from .analytic import REFERENCE_CLOCK_HZ, UNPACK_LATENCY, LayerModel
+from .analytic import (GATHER_LATENCY, REFERENCE_CLOCK_HZ, UNPACK_LATENCY, LayerModel,
+                       adapter_estimate)
 from .folding import Folding, check_pixels_per_beat, validate_folding
-from .kinds import hw_kind
+from .kinds import fold_network, hw_kind
 
-__all__ = ["PipelineModel", "pipeline_model", "input_ticks", "latency_walk"]
+__all__ = ["PipelineModel", "pipeline_model", "input_ticks", "latency_walk", "adapter_ticks",
+           "stream_adapters"]
 
 
 @dataclass
@@ -31,6 +34,8 @@ class PipelineModel:
     folding: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: the layers' geometries (the latency walk needs them)
     geometry: list = field(default_factory=list, repr=False)
+    #: max-pool name -> lanes (channels per beat), as built
+    pools: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def latency_cycles(self) -> int:
@@ -88,6 +93,7 @@ class PipelineModel:
     def to_json(self) -> dict[str, Any]:
         return {
             "network": self.network,
+            "pools": dict(self.pools),
             "pixels_per_beat": self.pixels_per_beat,
             "cycles_per_frame": self.cycles_per_frame,
             "bottleneck_layer": self.bottleneck_layer,
@@ -124,17 +130,50 @@ def input_ticks(pixels: int, pixels_per_beat: int = 1) -> np.ndarray:
     return np.arange(pixels, dtype=np.int64) + (UNPACK_LATENCY if pixels_per_beat > 1 else 0)
 
 
-def latency_walk(layers: list[LayerModel], geometry: list, ticks: np.ndarray
-                 ) -> list[np.ndarray]:
+def stream_adapters(layers: list[LayerModel], input_channels: int
+                    ) -> list[tuple[int, int, int]]:
+    """Per layer, the stream into it: ``(channels, lanes_in, lanes_out)`` of the width adapter
+    between the previous layer's output (whole input pixels for the first layer) and the
+    layer's input; ``lanes_in == lanes_out`` where there is none."""
+    out, lanes = [], input_channels
+    for m in layers:
+        out.append((m.in_shape[2], lanes, m.in_lanes))
+        lanes = m.out_lanes
+    return out
+
+
+def adapter_ticks(ticks: np.ndarray, channels: int, lanes_in: int, lanes_out: int
+                  ) -> np.ndarray:
+    """The latency walk's step through a :class:`~dupnet.hw.adapters.WidthAdapter` (pixel
+    ``p``'s last beat in at ``ticks[p]``; returns when its last beat leaves): the gather's
+    output register adds :data:`~dupnet.hw.analytic.GATHER_LATENCY`; the unpack emits the
+    ``n`` beats of a wide word one per cycle after its register, at most one beat per cycle
+    (``channels/lanes_out`` per pixel)."""
+    t = np.asarray(ticks, dtype=np.int64)
+    wide = math.lcm(lanes_in, lanes_out)
+    if wide > lanes_in:
+        t = t + GATHER_LATENCY
+    if wide > lanes_out:
+        n, per_pixel = wide // lanes_out, channels // lanes_out
+        ready = t + UNPACK_LATENCY + n - 1
+        p = np.arange(len(t), dtype=np.int64)
+        t = np.maximum.accumulate(ready - p * per_pixel) + p * per_pixel
+    return t
+
+
+def latency_walk(layers: list[LayerModel], geometry: list, ticks: np.ndarray,
+                 input_channels: int | None = None) -> list[np.ndarray]:
     """The first-output latency walk: from the cycles at which the first layer's input pixels
-    arrive (:func:`input_ticks`), through each layer's kind
-    (:meth:`dupnet.hw.kinds.HwLayerKind.latency`), the cycle at which each layer's output
-    pixels leave it, in pipeline order (the last layer's: its first beat).  The last layer's
-    first entry is the first-output latency, exact for the stall-free start of the first frame
-    (``tests/hw/test_hw_latency.py``)."""
+    arrive (:func:`input_ticks`), through each layer's width adapter (:func:`adapter_ticks`)
+    and kind (:meth:`dupnet.hw.kinds.HwLayerKind.latency`), the cycle at which each layer's
+    output pixels leave it, in pipeline order (the last layer's: its first beat).  The last
+    layer's first entry is the first-output latency, exact for the stall-free start of the
+    first frame (``tests/hw/test_hw_latency.py``)."""
     out = []
-    for m, g in zip(layers, geometry):
-        ticks = hw_kind(g).latency(m, g, ticks)
+    if input_channels is None:
+        input_channels = layers[0].in_shape[2]
+    for (c, a, b), m, g in zip(stream_adapters(layers, input_channels), layers, geometry):
+        ticks = hw_kind(g).latency(m, g, adapter_ticks(ticks, c, a, b))
         out.append(ticks)
     return out
 
@@ -153,13 +192,19 @@ def pipeline_model(artifact_or_config: Any, folding: Any, pixels_per_beat: int =
     hw_pixels = cfg.input_height * cfg.input_width
     folding = dataclasses.replace(folding, preadd=preadd)
     geometry = network_geometry(cfg)
-    layers = [hw_kind(g).model(hw_kind(g).fold(g, folding)) for g in geometry]
+    folded = fold_network(cfg, folding)
+    layers = [hw_kind(f.geometry).model(f) for f in folded]
     input_cycles = hw_pixels // pixels_per_beat
     unpack_bits = pixels_per_beat * cfg.input_channels * cfg.input_bits
     extra_luts = 20 + (unpack_bits * (pixels_per_beat > 1))
     extra_ffs = 2 * unpack_bits + 20
+    for (c, a, b), m in zip(stream_adapters(layers, cfg.input_channels), layers):
+        luts, ffs = adapter_estimate(m.in_bits, a, b)
+        extra_luts, extra_ffs = extra_luts + luts, extra_ffs + ffs
     return PipelineModel(network=cfg.name, layers=layers, pixels_per_beat=pixels_per_beat,
                          input_cycles_per_frame=input_cycles, extra_luts=extra_luts,
                          extra_ffs=extra_ffs,
                          folding={k: tuple(v) for k, v in folding.layers.items()},
-                         geometry=geometry)
+                         geometry=geometry,
+                         pools={f.geometry.name: f.out_lanes for f in folded
+                                if not hw_kind(f.geometry).foldable})

@@ -1,4 +1,4 @@
-"""Streaming 2x2 max-pool on activation codes (full pixels in and out).
+"""Streaming 2x2 max-pool on activation codes, chunk-serial (one chunk of a pixel per cycle).
 
 * stride 2: output ``(y, x) = max`` of input rows ``2y, 2y+1`` and columns ``2x, 2x+1``
   (H and W even, checked by the config).
@@ -12,7 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .folded import ROW_BUFFER, FoldedPool
+from .folded import PIXEL_BUFFER, ROW_BUFFER, FoldedPool
 
 __all__ = ["MaxPool", "vmax"]
 
@@ -28,21 +28,39 @@ def vmax(m, a, b, channels: int, bits: int, name: str = "vmax"):
 
 
 class MaxPool(wiring.Component):
-    """2x2 max-pool unit.
+    """2x2 max-pool unit, chunk-serial: one ``lanes``-wide chunk of a pixel per cycle.
 
     Parameters
     ----------
     layer : FoldedPool
-        The pool: input ``H x W``, ``channels`` codes of ``bits`` bits per pixel, stride 2
-        (halves the size) or 1 (bottom/right edge replicate); its row buffer is
-        ``layer.row_buffer``.
+        The pool: input ``H x W``, ``channels`` codes of ``bits`` bits per pixel, ``lanes``
+        channels per beat (``chunks = channels/lanes`` beats per pixel), stride 2 (halves the
+        size) or 1 (bottom/right edge replicate); its memories are ``layer.row_buffer`` and
+        (stride 1) ``layer.pixel_buffer``.
 
     Attributes
     ----------
-    i : In(stream.Signature(unsigned(channels*bits)))
-        Input pixels, raster order, channel ``c`` at ``[c*bits +: bits]``; frames back to back.
-    o : Out(stream.Signature(unsigned(channels*bits)))
-        Output pixels, raster order, same packing.
+    i : In(stream.Signature(unsigned(lanes*bits)))
+        Input chunks: pixels in raster order, each as ``chunks`` beats, beat ``j`` lane ``l``
+        channel ``j*lanes + l`` at ``[l*bits +: bits]``; frames back to back.
+    o : Out(stream.Signature(unsigned(lanes*bits)))
+        Output chunks, the same order and packing.
+
+    Notes
+    -----
+    Every memory word is one chunk, read the cycle before it is used (the address of the next
+    input's word) and written back in the cycle it is used; a read port is transparent only
+    where a word can be read in the cycle it is written (one chunk per pixel).
+
+    * stride 2: ``rowbuf[x/2, j]`` holds the running max of the 2x2 block; the input that
+      completes the block emits it.
+    * stride 1: ``pixbuf[j]`` delays the input by one pixel; ``rowbuf[c, j]`` holds the row
+      above's horizontal max ``max(in(r-1, c), in(r-1, c+1))`` (``in(r-1, W-1)`` at ``W-1``).
+      Input ``(r, c >= 1)`` emits ``out(r-1, c-1)``; input ``(r, 0)`` emits the right-edge
+      ``out(r-2, W-1)``.  After the frame's last input an edge step (``chunks`` cycles, no
+      input) emits ``out(H-2, W-1)``, then the bottom row is flushed from the row buffer while
+      the next frame's first row comes in (its writes stay behind the flush; a one-row
+      frame's last input waits for the flush to end).
     """
 
     def __init__(self, layer: FoldedPool):
@@ -51,115 +69,144 @@ class MaxPool(wiring.Component):
         self.height, self.width, self.channels, self.bits = g.height, g.width, g.channels, \
             g.bits
         self.stride, self.name = g.stride, g.name
-        self.depth = layer.row_buffer.depth
-        pw = self.channels * self.bits
-        super().__init__({"i": In(stream.Signature(unsigned(pw))),
-                          "o": Out(stream.Signature(unsigned(pw)))})
+        self.lanes, self.chunks = layer.lanes, layer.chunks
+        w = self.lanes * self.bits
+        super().__init__({"i": In(stream.Signature(unsigned(w))),
+                          "o": Out(stream.Signature(unsigned(w)))})
 
     def elaborate(self, platform):
         return self._stride2() if self.stride == 2 else self._stride1()
 
-    def _common(self, m):
-        H, W = self.height, self.width
-        pw = self.channels * self.bits
-        m.submodules[ROW_BUFFER] = mem = Memory(shape=unsigned(pw), depth=self.depth, init=[])
+    def _ram(self, m, name, shape, transparent):
+        m.submodules[name] = mem = Memory(shape=unsigned(shape.width), depth=shape.depth,
+                                          init=[])
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
-        r = Signal(range(max(2, H)))
-        c = Signal(range(max(2, W)))
+        rp = mem.read_port(transparent_for=(wp,) if transparent else ())
+        return wp, rp
+
+    def _output(self, m):
         o_valid = Signal()
         o_free = Signal()
         m.d.comb += [self.o.valid.eq(o_valid), o_free.eq(~o_valid | self.o.ready)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += o_valid.eq(0)
-        return mem, wp, rp, r, c, o_valid, o_free
+        return o_valid, o_free
 
-    def _advance_rc(self, m, r, c, accept):
-        H, W = self.height, self.width
-        last_c = c == W - 1
-        c_next = Signal.like(c)
-        m.d.comb += c_next.eq(Mux(accept, Mux(last_c, 0, c + 1), c))
+    def _emit(self, m, o_valid, value):
+        m.d.sync += [self.o.payload.eq(value), o_valid.eq(1)]
+
+    def _position(self, m, accept):
+        """Input position: chunk ``j``, column ``c``, row ``r`` and ``lin = c*chunks + j``
+        (within the row); returns the values after this cycle's transfer (``*_next``) and
+        ``frame_last`` (the current input is the frame's last)."""
+        H, W, n = self.height, self.width, self.chunks
+        j, c, r = Signal(range(max(2, n))), Signal(range(max(2, W))), Signal(range(max(2, H)))
+        lin = Signal(range(max(2, W * n)))
+        last_j, last_c, last_r = j == n - 1, c == W - 1, r == H - 1
+        nxt = {k: Signal.like(v, name=f"{k}_next") for k, v in
+               (("j", j), ("c", c), ("r", r), ("lin", lin))}
+        m.d.comb += [nxt["j"].eq(j), nxt["c"].eq(c), nxt["r"].eq(r), nxt["lin"].eq(lin)]
         with m.If(accept):
-            m.d.sync += c.eq(c_next)
-            with m.If(last_c):
-                m.d.sync += r.eq(Mux(r == H - 1, 0, r + 1))
-        return c_next
+            m.d.comb += [nxt["j"].eq(Mux(last_j, 0, j + 1)),
+                         nxt["lin"].eq(Mux(last_j & last_c, 0, lin + 1))]
+            with m.If(last_j):
+                m.d.comb += nxt["c"].eq(Mux(last_c, 0, c + 1))
+                with m.If(last_c):
+                    m.d.comb += nxt["r"].eq(Mux(last_r, 0, r + 1))
+        m.d.sync += [j.eq(nxt["j"]), c.eq(nxt["c"]), r.eq(nxt["r"]), lin.eq(nxt["lin"])]
+        frame_last = Signal()
+        m.d.comb += frame_last.eq(last_j & last_c & last_r)
+        return j, c, r, lin, nxt, frame_last
 
     def _stride2(self):
         m = Module()
-        C, B = self.channels, self.bits
-        mem, wp, rp, r, c, o_valid, o_free = self._common(m)
-        hold = Signal(C * B)
+        L, B, n = self.lanes, self.bits, self.chunks
+        # one chunk per pixel: the next input reads the word this one writes
+        wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=n == 1)
+        o_valid, o_free = self._output(m)
         accept = Signal()
-        # only the input that completes a 2x2 block needs the output register
-        m.d.comb += [self.i.ready.eq(o_free | ~(c[0] & r[0])),
+        j, c, r, lin, nxt, _ = self._position(m, accept)
+        completes = Signal()
+        m.d.comb += [completes.eq(c[0] & r[0]),
+                     self.i.ready.eq(o_free | ~completes),
                      accept.eq(self.i.valid & self.i.ready)]
-        c_next = self._advance_rc(m, r, c, accept)
-        m.d.comb += rp.addr.eq(c_next >> 1)
+        # word (c/2, j): the pixel pair's column, times chunks, plus the chunk
+        def word(col, chunk):
+            return (col >> 1) * n + chunk if n > 1 else col >> 1
         px = self.i.payload
-        pair = vmax(m, hold, px, C, B, name="pair")
-        m.d.comb += [wp.addr.eq(c >> 1), wp.data.eq(pair),
-                     wp.en.eq(accept & c[0] & ~r[0])]
-        with m.If(accept):
-            with m.If(~c[0]):
-                m.d.sync += hold.eq(px)
-            with m.Elif(r[0]):
-                m.d.sync += [self.o.payload.eq(vmax(m, pair, rp.data, C, B, name="quad")), o_valid.eq(1)]
+        run = vmax(m, rp.data, px, L, B, name="run_max")
+        m.d.comb += [rp.addr.eq(word(nxt["c"], nxt["j"])), wp.addr.eq(word(c, j)),
+                     wp.data.eq(Mux(c[0] | r[0], run, px)), wp.en.eq(accept & ~completes)]
+        with m.If(accept & completes):
+            self._emit(m, o_valid, run)
         return m
 
     def _stride1(self):
         m = Module()
         H, W = self.height, self.width
-        C, B = self.channels, self.bits
-        mem, wp, rp, r, c, o_valid, o_free = self._common(m)
-        prev = Signal(C * B)          # in(r, c-1)
-        edge = Signal(C * B)          # in(r-1, W-1), then in(r, W-1)
-        pend = Signal(C * B)
-        pend_valid = Signal()
-        flushing = Signal()
-        f = Signal(range(max(2, W)))
+        L, B, n = self.lanes, self.bits, self.chunks
+        depth = W * n
+        wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=depth == 1)
+        pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=n == 1)
+        o_valid, o_free = self._output(m)
         accept = Signal()
-        # Input readiness.  An input with c > 0 and r > 0 emits an output (needs the output
-        # register and no pending right-edge output); the last input of a row (c = W-1) may
-        # create the right-edge output (needs ``pend`` free).  While the bottom row of the
-        # previous frame is being flushed, the next frame's first row is accepted (it emits
-        # nothing), as long as it only overwrites row-buffer words already flushed
-        # (word c-1 < f) and leaves ``edge`` (read by the last flush output) alone (c < W-1).
-        needs_out = Signal()
-        m.d.comb += needs_out.eq((c != 0) & (r != 0))
-        with m.If(flushing):
-            m.d.comb += self.i.ready.eq((r == 0) & (c < f))
+        j, c, r, lin, nxt, frame_last = self._position(m, accept)
+        edge, flushing = Signal(), Signal()
+        ej = Signal(range(max(2, n)))                  # edge step: chunk
+        fp = Signal(range(max(2, depth)))              # flush step: row-buffer word
+        edge_step, flush_step = Signal(), Signal()
+        m.d.comb += [edge_step.eq(edge & o_free), flush_step.eq(flushing & o_free & ~edge)]
+        # an input (r, c >= 1) or (r >= 2, c = 0) emits; while flushing, only the next frame's
+        # first row comes in, writing words the flush has read (c = 0: no write)
+        emits = Signal()
+        m.d.comb += emits.eq(Mux(c == 0, r >= 2, r != 0))
+        behind = Signal()
+        m.d.comb += behind.eq((c == 0) | (lin < fp + n))
+        with m.If(edge):
+            m.d.comb += self.i.ready.eq(0)
+        with m.Elif(flushing):
+            # (a one-row frame's last input starts the next edge step: after the flush)
+            m.d.comb += self.i.ready.eq((r == 0) & behind & ~frame_last)
         with m.Else():
-            m.d.comb += self.i.ready.eq(Mux(needs_out, o_free & ~pend_valid,
-                                            ~pend_valid | (c != W - 1)))
+            m.d.comb += self.i.ready.eq(o_free | ~emits)
         m.d.comb += accept.eq(self.i.valid & self.i.ready)
-        c_next = self._advance_rc(m, r, c, accept)
-        frame_last = (r == H - 1) & (c == W - 1)
-        px = self.i.payload
-        h = vmax(m, prev, px, C, B, name="hmax")  # hmax(r, c-1)
-        emit_flush = Signal()
-        m.d.comb += emit_flush.eq(flushing & o_free & ~pend_valid)
-        # read address: the word needed at the next accept (rowbuf[c-1]) or flush step (f)
-        with m.If(flushing | (accept & frame_last)):
-            m.d.comb += rp.addr.eq(Mux(flushing, Mux(emit_flush, f + 1, f), 0))
+
+        # the row-buffer word of input lin: (c-1, j), or (W-1, j) at c = 0
+        def rb_word(x):
+            return Mux(x >= n, x - n, x + (W - 1) * n) if W > 1 else x
+        ej_next = Signal.like(ej)
+        fp_next = Signal.like(fp)
+        m.d.comb += [ej_next.eq(Mux(edge_step, Mux(ej == n - 1, 0, ej + 1), ej)),
+                     fp_next.eq(Mux(flush_step, Mux(fp == depth - 1, 0, fp + 1), fp))]
+        edge_next = Signal()
+        flush_next = Signal()
+        m.d.comb += [edge_next.eq(Mux(edge_step & (ej == n - 1), 0, edge | (accept & frame_last))),
+                     flush_next.eq(Mux(flush_step & (fp == depth - 1), 0,
+                                       flushing | (accept & frame_last)))]
+        m.d.sync += [ej.eq(ej_next), fp.eq(fp_next), edge.eq(edge_next),
+                     flushing.eq(flush_next)]
+        with m.If(edge_next):
+            m.d.comb += [rp.addr.eq((W - 1) * n + ej_next), prp.addr.eq(ej_next)]
+        with m.Elif(flush_next):
+            m.d.comb += [rp.addr.eq(fp_next), prp.addr.eq(nxt["j"])]
         with m.Else():
-            m.d.comb += rp.addr.eq(c_next - 1)
-        m.d.comb += [wp.addr.eq(c - 1), wp.data.eq(h), wp.en.eq(accept & (c != 0))]
-        with m.If(accept):
-            m.d.sync += prev.eq(px)
-            with m.If((c != 0) & (r != 0)):
-                m.d.sync += [self.o.payload.eq(vmax(m, rp.data, h, C, B, name="vmax_rows")), o_valid.eq(1)]
-            with m.If(c == W - 1):
-                m.d.sync += edge.eq(px)
-                with m.If(r != 0):
-                    m.d.sync += [pend.eq(vmax(m, edge, px, C, B, name="vmax_edge")), pend_valid.eq(1)]
-                with m.If(r == H - 1):
-                    m.d.sync += [flushing.eq(1), f.eq(0)]
-        with m.If(pend_valid & o_free):
-            m.d.sync += [self.o.payload.eq(pend), o_valid.eq(1), pend_valid.eq(0)]
-        with m.If(emit_flush):
-            m.d.sync += [self.o.payload.eq(Mux(f == W - 1, edge, rp.data)), o_valid.eq(1),
-                         f.eq(f + 1)]
-            with m.If(f == W - 1):
-                m.d.sync += [flushing.eq(0), f.eq(0)]
+            m.d.comb += [rp.addr.eq(rb_word(nxt["lin"])), prp.addr.eq(nxt["j"])]
+
+        px, p, rb = self.i.payload, prp.data, rp.data
+        hmax = vmax(m, p, px, L, B, name="hmax")       # max(in(r, c-1), in(r, c))
+        h = Signal(L * B)
+        m.d.comb += h.eq(Mux(edge | (c == 0), p, hmax))
+        vout = vmax(m, rb, h, L, B, name="vmax_rows")
+        m.d.comb += [pwp.addr.eq(j), pwp.data.eq(px), pwp.en.eq(accept),
+                     wp.data.eq(h)]
+        with m.If(edge):
+            m.d.comb += [wp.addr.eq((W - 1) * n + ej), wp.en.eq(edge_step)]
+        with m.Else():
+            m.d.comb += [wp.addr.eq(rb_word(lin)), wp.en.eq(accept & ((c != 0) | (r != 0)))]
+        with m.If(accept & emits):
+            self._emit(m, o_valid, vout)
+        with m.If(edge_step & (H > 1)):
+            self._emit(m, o_valid, vout)
+        with m.If(flush_step):
+            self._emit(m, o_valid, rb)
         return m

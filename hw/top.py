@@ -13,9 +13,9 @@ from amaranth.lib.wiring import In, Out
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import network_geometry
 
-from .adapters import Unpack
+from .adapters import Unpack, WidthAdapter
 from .folding import Folding, check_pixels_per_beat, validate_folding
-from .kinds import hw_kind
+from .kinds import fold_network, hw_kind
 from .stream_layout import WordLayout
 
 __all__ = ["DupNetAccelerator", "ProbeSignature", "output_layout"]
@@ -31,9 +31,8 @@ class ProbeSignature(wiring.Signature):
 def output_layout(artifact: Artifact, folding: Folding) -> WordLayout:
     """Word layout of the top level's output stream: the last layer's accumulators, ``PE``
     signed lanes of ``acc_bits``, ``last`` above them."""
-    g = network_geometry(artifact.config)[-1]
-    kind = hw_kind(g)
-    return kind.output_layout(kind.fold(g, folding))
+    last = fold_network(artifact.config, folding)[-1]
+    return hw_kind(last.geometry).output_layout(last)
 
 
 class DupNetAccelerator(wiring.Component):
@@ -64,6 +63,9 @@ class DupNetAccelerator(wiring.Component):
     engines : list of (str, LayerEngine)
         Per layer, in pipeline order, the components its kind built
         (:meth:`dupnet.hw.kinds.HwLayerKind.engine`).
+    adapters : dict of str to WidthAdapter
+        Per layer whose input lanes differ from the stream into it (the previous layer's
+        output lanes, whole pixels for the first), the width adapter in front of it.
     """
 
     def __init__(self, artifact: Artifact, folding: Folding, pixels_per_beat: int = 1,
@@ -82,10 +84,15 @@ class DupNetAccelerator(wiring.Component):
         folding = dataclasses.replace(folding, preadd=self.preadd)
         #: per layer (name, LayerEngine), in pipeline order
         self.engines = []
+        self.adapters: dict[str, WidthAdapter] = {}
         probe_widths: dict[str, int] = {}
-        for g in geoms:
-            kind = hw_kind(g)
-            engine = kind.engine(kind.fold(g, folding), artifact.layers.get(g.index))
+        lanes, bits = cfg.input_channels, cfg.input_bits
+        for f in fold_network(cfg, folding):
+            g, kind = f.geometry, hw_kind(f.geometry)
+            if f.in_lanes != lanes:
+                self.adapters[g.name] = WidthAdapter(bits, lanes, f.in_lanes)
+            lanes, bits = f.out_lanes, kind.output_layout(f).bits
+            engine = kind.engine(f, artifact.layers.get(g.index))
             self.engines.append((g.name, engine))
             probe_widths[g.name] = len(engine.stages[engine.output][1].o.payload)
         self.geometry = geoms
@@ -109,6 +116,10 @@ class DupNetAccelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), self.unpack.i)
         src = self.unpack.o
         for name, engine in self.engines:
+            if name in self.adapters:
+                m.submodules[f"{name}_adapt"] = adapter = self.adapters[name]
+                wiring.connect(m, src, adapter.i)
+                src = adapter.o
             for suffix, unit in engine.stages:
                 m.submodules[f"{name}_{suffix}"] = unit
                 wiring.connect(m, src, unit.i)

@@ -4,6 +4,9 @@ For each output pixel (raster order) the unit emits the window ``nf`` times (onc
 fold of the MVTU behind it); each time, for every (ky, kx) in raster order, the ``C'/SIMD``
 chunks of ``X' = concat([pixel] * x_dup)`` (input duplication: the same line-buffer word is read
 again, no extra activation memory). Positions outside the image are zeros ("same" padding).
+
+A line-buffer word is one SIMD-wide chunk of a pixel where SIMD divides ``C_in`` (one word
+read per chunk, no multiplexer), else a whole pixel (:func:`dupnet.hw.folded.buffer_lanes`).
 """
 from __future__ import annotations
 
@@ -31,9 +34,10 @@ class WindowUnit(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(unsigned(channels*bits)))
-        One full pixel per beat, channel ``c`` at bits ``[c*bits +: bits]``, raster order,
-        frames back to back.
+    i : In(stream.Signature(unsigned(in_lanes*bits)))
+        One line-buffer word per beat: pixels in raster order, each as ``words_per_pixel``
+        beats of ``in_lanes`` channels (beat ``w`` lane ``l``: channel ``w*in_lanes + l`` at
+        ``[l*bits +: bits]``), frames back to back.
     o : Out(stream.Signature(unsigned(simd*bits)))
         One chunk per beat; lane ``l`` is channel ``chunk*simd + l`` of ``X'``.
     collision : Signal
@@ -51,9 +55,10 @@ class WindowUnit(wiring.Component):
         self.height, self.width, self.channels, self.bits = g.height, g.width, g.in_channels, \
             g.in_bits
         self.k, self.simd, self.x_dup, self.repeat = g.k, layer.simd, g.x_dup, layer.nf
-        self.depth = layer.line_buffer.depth
+        self.depth = layer.window_pixels
         self.chunks = layer.chunks
-        super().__init__({"i": In(stream.Signature(unsigned(self.channels * self.bits))),
+        self.in_lanes, self.words = layer.in_lanes, layer.words_per_pixel
+        super().__init__({"i": In(stream.Signature(unsigned(self.in_lanes * self.bits))),
                           "o": Out(stream.Signature(unsigned(self.simd * self.bits)))})
         self.collision = Signal()
 
@@ -62,8 +67,9 @@ class WindowUnit(wiring.Component):
         H, W, depth = self.height, self.width, self.depth
         hw = H * W
         abits = max(1, (depth - 1).bit_length())
-        m.submodules[LINE_BUFFER] = mem = Memory(shape=unsigned(self.channels * self.bits),
-                                                 depth=depth, init=[])
+        lb = self.layer.line_buffer
+        m.submodules[LINE_BUFFER] = mem = Memory(shape=unsigned(lb.width), depth=lb.depth,
+                                                 init=[])
         wp = mem.write_port()
         rp = mem.read_port()
         # reader position: output pixel index y*W + x (within the frame), row, column
@@ -92,17 +98,24 @@ class WindowUnit(wiring.Component):
             issue.eq(advance & can_issue),
             self.o.valid.eq(o_valid),
         ]
-        inside = self._read_address(m, rp, cptr, kx, ky, y, x, advance, abits)
+        word = Signal(range(max(2, self.words)))      # the chunk's word within the pixel
+        inside = self._read_address(m, rp, cptr, kx, ky, y, x, word, advance, abits)
         with m.If(advance):
             m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
         m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
         frame_end = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
+        if self.words > 1:
+            with m.If(issue):
+                m.d.sync += word.eq(Mux(word == self.words - 1, 0, word + 1))
         m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
 
-        # ---- output: memory read data (held while stalled), duplicated, chunk-selected
-        dup = Cat(*([rp.data] * self.x_dup))
-        lanes = self.simd * self.bits
-        chunk = dup if self.chunks == 1 else dup.word_select(j_r, lanes)
+        # ---- output: memory read data (held while stalled); a whole-pixel word is duplicated
+        # and chunk-selected
+        if self.in_lanes == self.simd:
+            chunk = rp.data
+        else:
+            dup = Cat(*([rp.data] * self.x_dup))
+            chunk = dup if self.chunks == 1 else dup.word_select(j_r, self.simd * self.bits)
         m.d.comb += self.o.payload.eq(Mux(zero_r, 0, chunk))
         return m
 
@@ -113,7 +126,8 @@ class WindowUnit(wiring.Component):
         needs before its next output) and ``write``."""
         H, W, depth = self.height, self.width, self.depth
         hw = H * W
-        wr_ptr = Signal(abits)
+        wr_ptr = Signal(abits)                         # pixel slot
+        wr_word = Signal(range(max(2, self.words)))    # word within the pixel
         avail = Signal(range(hw + depth + 1))
         freed = Signal(range(max(2, hw)))
         need = Signal(range(hw + 2 * W + 2))
@@ -128,18 +142,27 @@ class WindowUnit(wiring.Component):
             ]
         else:
             m.d.comb += [freed.eq(pix), need.eq(pix)]
+        accept = Signal()
         m.d.comb += [
             self.i.ready.eq((avail - freed) < depth),
-            wp.addr.eq(wr_ptr), wp.data.eq(self.i.payload),
-            wp.en.eq(self.i.valid & self.i.ready),
+            accept.eq(self.i.valid & self.i.ready),
+            wp.addr.eq(self._word_address(wr_ptr, wr_word)), wp.data.eq(self.i.payload),
+            wp.en.eq(accept),
         ]
-        write = Signal()
-        m.d.comb += write.eq(self.i.valid & self.i.ready)
+        write = Signal()          # a pixel's last word is written
+        m.d.comb += write.eq(accept & (wr_word == self.words - 1))
+        if self.words > 1:
+            with m.If(accept):
+                m.d.sync += wr_word.eq(Mux(wr_word == self.words - 1, 0, wr_word + 1))
         with m.If(write):
             m.d.sync += wr_ptr.eq(Mux(wr_ptr == depth - 1, 0, wr_ptr + 1))
         return avail, need, write
 
-    def _read_address(self, m, rp, cptr, kx, ky, y, x, advance, abits):
+    def _word_address(self, slot, word):
+        """Line-buffer address of word ``word`` of the pixel in slot ``slot``."""
+        return slot if self.words == 1 else slot * self.words + word
+
+    def _read_address(self, m, rp, cptr, kx, ky, y, x, word, advance, abits):
         """Read address of kernel position (ky, kx) around the centre pixel, modulo the
         buffer depth; returns ``inside`` (the position lies in the image, else it reads as
         zero: "same" padding)."""
@@ -162,8 +185,10 @@ class WindowUnit(wiring.Component):
             m.d.comb += inside.eq(row_ok & col_ok)
         # (cptr + koff) mod depth, both operands < depth
         asum = Signal(abits + 1)
+        slot = Signal(abits)
         m.d.comb += [asum.eq(cptr + koff), rp.en.eq(advance),
-                     rp.addr.eq(Mux(asum >= depth, asum - depth, asum)[:abits])]
+                     slot.eq(Mux(asum >= depth, asum - depth, asum)[:abits]),
+                     rp.addr.eq(self._word_address(slot, word))]
         return inside
 
     def _counters(self, m, issue, j, kx, ky, nfc, x, y, pix, cptr):

@@ -50,8 +50,9 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
     if geometry is None:
         return []
     fold = {geometry.name: (int(layer["pe"]), int(layer["simd"]))} if "pe" in layer else {}
+    pools = {geometry.name: int(layer["lanes"])} if "lanes" in layer and not fold else {}
     folding = Folding(fold, preadd=bool(layer.get("preadd", True)),
-                      arith=layer.get("arith", DEFAULT_ARITH))
+                      arith=layer.get("arith", DEFAULT_ARITH), pools=pools)
     return fold_layer(geometry, folding).memories
 
 

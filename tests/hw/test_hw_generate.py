@@ -50,8 +50,13 @@ def test_ports_and_names(design, small_art):
     pe, acc_bits = 3, small_art.geometries[-1].acc_bits
     assert re.search(rf"output \[{pe * acc_bits}:0\] o__payload;", v)
     assert design.summary["design"]["ports"]["o__payload"] == pe * acc_bits + 1
-    for sub in ("conv1_window", "conv1_mvtu", "conv1_gather", "pool1_pool", "conv4_mvtu"):
+    for sub in ("conv1_window", "conv1_mvtu", "pool1_pool", "conv4_mvtu"):
         assert f"dupnet_top.{sub}" in v
+    # a width adapter in front of each layer whose input lanes differ from its upstream's
+    adapters = design.summary["design"]["adapters"]
+    assert adapters, "the small design's conv1 (PE 3) feeds a pool and a conv of other lanes"
+    for name in adapters:
+        assert f"dupnet_top.{name}_adapt" in v
 
 
 def test_no_host_paths_and_deterministic(design, small_art):

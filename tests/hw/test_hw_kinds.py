@@ -116,7 +116,15 @@ class ShiftUnit(wiring.Component):
 
 @dataclass(frozen=True)
 class FoldedShift:
+    """Whole pixels in and out: ``in_lanes = out_lanes = C`` (the accelerator puts a width
+    adapter in front when its upstream emits chunks)."""
     geometry: ShiftGeometry
+
+    @property
+    def in_lanes(self):
+        return self.geometry.channels
+
+    out_lanes = in_lanes
 
     @property
     def cycles_per_frame(self):
@@ -130,7 +138,7 @@ class FoldedShift:
 class ShiftHwKind(HwLayerKind):
     kind = "shift"
 
-    def fold(self, g, folding):
+    def fold(self, g, folding, upstream_lanes=None):
         return FoldedShift(g)
 
     def model(self, folded):
@@ -138,7 +146,8 @@ class ShiftHwKind(HwLayerKind):
         return LayerModel(name=g.name, kind=self.kind, in_shape=(g.height, g.width, g.channels),
                           out_shape=g.out_shape, cycles_per_frame=folded.cycles_per_frame,
                           lut_estimate=g.channels * g.out_bits, in_bits=g.bits,
-                          out_bits=g.out_bits)
+                          out_bits=g.out_bits, in_lanes=folded.in_lanes,
+                          out_lanes=folded.out_lanes)
 
     def engine(self, folded, params):
         return LayerEngine([("shift", ShiftUnit(folded.geometry))], output=0)
@@ -186,7 +195,7 @@ def test_new_kind_runs_bit_exact_through_the_accelerator(shift_kind):
     geometry = {g.name: g for g in network_geometry(art.config)}
     assert layer_memories(pm.layer("s1").to_json(), geometry["s1"]) == []
     assert [m.name for m in layer_memories(pm.layer("p1").to_json(), geometry["p1"])] == \
-        ["rowbuf"]
+        ["rowbuf", "pixbuf"]
     design = generate_verilog(art, FOLDING)
     assert "s1_shift" in design.verilog
 

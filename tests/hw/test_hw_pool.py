@@ -7,27 +7,27 @@ import pytest
 from dupnet.hw.folded import FoldedPool
 from dupnet.hw.pool import MaxPool
 from dupnet.hw.stream_layout import WordLayout, unpack_lanes
-
-
-def pixel_beats(x, bits):
-    """One word per whole pixel of codes (the max-pool's streams)."""
-    return WordLayout(x.shape[-1], bits, signed=False).pack(x)
 from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
 from dupnet.sw.golden import maxpool
+
+
+def chunk_beats(x, bits, lanes=None):
+    """The max-pool's stream words: ``lanes`` codes per word (default: whole pixels)."""
+    return WordLayout(lanes or x.shape[-1], bits, signed=False).pack(x)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
-def run_pool(h, w, c, bits, stride, frames=2, stall=0.3, seed=0, stall_out=None):
+def run_pool(h, w, c, bits, stride, frames=2, stall=0.3, seed=0, stall_out=None, lanes=None):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << bits, size=(frames, h, w, c))
     want = maxpool(x, stride)
-    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride))
-    expected = pixel_beats(want, bits)
+    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride, lanes=lanes))
+    expected = chunk_beats(want, bits, lanes)
     got = []
 
     async def producer(ctx):
-        await put_all(ctx, dut.i, pixel_beats(x, bits), stall, random.Random(seed))
+        await put_all(ctx, dut.i, chunk_beats(x, bits, lanes), stall, random.Random(seed))
 
     async def consumer(ctx):
         got.extend(await get_n(ctx, dut.o, len(expected),
@@ -35,8 +35,10 @@ def run_pool(h, w, c, bits, stride, frames=2, stall=0.3, seed=0, stall_out=None)
                                random.Random(seed + 3)))
 
     run_sim(dut, [producer], [consumer], max_cycles=60 * len(expected) + 2000)
+    lw = lanes or c
     for n, (a, b) in enumerate(zip(got, expected)):
-        assert a == b, f"pixel {n}: got {unpack_lanes(a, c, bits)} want {unpack_lanes(b, c, bits)}"
+        assert a == b, (f"word {n} (pixel {n * lw // c}): got {unpack_lanes(a, lw, bits)} "
+                        f"want {unpack_lanes(b, lw, bits)}")
     assert len(got) == len(expected)
 
 
@@ -53,25 +55,45 @@ def test_pool_stride1(h, w, c, bits, stall):
     run_pool(h, w, c, bits, 1, stall=stall, seed=h * w + 1)
 
 
+CHUNKED = [(4, 6, 6, 2, 2), (2, 2, 4, 2, 1), (6, 4, 8, 3, 2), (2, 4, 4, 2, 2)]
+
+
+@pytest.mark.parametrize("h,w,c,bits,lanes", CHUNKED)
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_pool_stride2_chunks(h, w, c, bits, lanes, stall):
+    """Chunk-serial: ``c/lanes`` beats per pixel, one chunk compared per cycle."""
+    run_pool(h, w, c, bits, 2, stall=stall, seed=h * w + lanes, lanes=lanes)
+
+
+@pytest.mark.parametrize("h,w,c,bits,lanes", CHUNKED + [(5, 7, 6, 2, 3), (1, 4, 4, 2, 1),
+                                                        (4, 1, 4, 2, 2), (1, 1, 2, 2, 1),
+                                                        (3, 2, 6, 2, 1)])
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_pool_stride1_chunks(h, w, c, bits, lanes, stall):
+    run_pool(h, w, c, bits, 1, stall=stall, seed=h * w + lanes + 1, lanes=lanes)
+
+
 @pytest.mark.parametrize("h,w", [(3, 5), (1, 4), (4, 1), (1, 1), (2, 2)])
 @pytest.mark.parametrize("stall_in,stall_out", [(0.0, 0.8), (0.3, 0.6)])
-def test_pool_stride1_next_frame_during_flush(h, w, stall_in, stall_out):
+@pytest.mark.parametrize("lanes", [2, 1])
+def test_pool_stride1_next_frame_during_flush(h, w, stall_in, stall_out, lanes):
     """A fast producer and a slow consumer: the next frame's first row enters while the bottom
     row is flushed (row-buffer words overwritten only once flushed); 4 frames, every word."""
-    run_pool(h, w, 2, 2, 1, frames=4, stall=stall_in, stall_out=stall_out, seed=h * 7 + w)
+    run_pool(h, w, 2, 2, 1, frames=4, stall=stall_in, stall_out=stall_out, seed=h * 7 + w,
+             lanes=lanes)
 
 
-def pool_throughput(h, w, c, bits, stride, frames, period, phase=0, seed=0):
+def pool_throughput(h, w, c, bits, stride, frames, period, phase=0, seed=0, lanes=None):
     """Producer always valid, consumer ready one cycle in ``period``: returns the cycle of the
     last output (every output compared)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 1 << bits, size=(frames, h, w, c))
-    expected = pixel_beats(maxpool(x, stride), bits)
-    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride))
+    expected = chunk_beats(maxpool(x, stride), bits, lanes)
+    dut = MaxPool(FoldedPool.of(h, w, c, bits, stride, lanes=lanes))
     got, end = [], []
 
     async def producer(ctx):
-        await put_all(ctx, dut.i, pixel_beats(x, bits))
+        await put_all(ctx, dut.i, chunk_beats(x, bits, lanes))
 
     async def consumer(ctx):
         payloads, last = await get_n_periodic(ctx, dut.o, len(expected), period, phase)
@@ -106,15 +128,15 @@ def test_pool_stride1_overlaps_flush_with_next_frame():
 
 @pytest.mark.parametrize("stride,h,w", [(2, 4, 6), (2, 2, 2), (1, 5, 7), (1, 2, 2), (1, 1, 4),
                                         (1, 3, 1), (1, 1, 1)])
-def test_pool_cycles_per_frame_equal_the_model(stride, h, w):
+@pytest.mark.parametrize("lanes", [4, 2, 1])
+def test_pool_cycles_per_frame_equal_the_model(stride, h, w, lanes):
     """Producer always valid, consumer always ready: the frame interval is the analytic
     ``pool_model`` figure (the pipeline's lower bound when a pool is the bottleneck)."""
     from dupnet.hw.analytic import pool_model
-    from dupnet.sw.config import PoolGeometry
-    g = PoolGeometry(index=0, name="pool", stride=stride, height=h, width=w, channels=2, bits=2)
-    per_frame = (pool_throughput(h, w, 2, 2, stride, 4, period=1)
-                 - pool_throughput(h, w, 2, 2, stride, 3, period=1))
-    assert per_frame == pool_model(g).cycles_per_frame
+    f = FoldedPool.of(h, w, 4, 2, stride, lanes=lanes)
+    per_frame = (pool_throughput(h, w, 4, 2, stride, 4, period=1, lanes=lanes)
+                 - pool_throughput(h, w, 4, 2, stride, 3, period=1, lanes=lanes))
+    assert per_frame == pool_model(f).cycles_per_frame
 
 
 def test_pool_geometry_refused_with_the_layer_named():
@@ -124,3 +146,6 @@ def test_pool_geometry_refused_with_the_layer_named():
         FoldedPool.of(5, 4, 2, 2, 2, name="p9")
     with pytest.raises(FoldingError, match=r"layer 0 \(p9\): pool stride must be 1 or 2, got 3"):
         FoldedPool.of(4, 4, 2, 2, 3, name="p9")
+    with pytest.raises(FoldingError, match=r"layer 0 \(p9\): field 'lanes' \(3\) must divide the "
+                                           r"pool's C = 4 channels"):
+        FoldedPool.of(4, 4, 4, 2, 2, name="p9", lanes=3)

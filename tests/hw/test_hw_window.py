@@ -23,7 +23,7 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
     got, cycles = [], []
 
     async def producer(ctx):
-        await put_all(ctx, dut.i, WordLayout(c, bits, signed=False).pack(imgs), stall, prng)
+        await put_all(ctx, dut.i, WordLayout(dut.in_lanes, bits, signed=False).pack(imgs), stall, prng)
 
     collisions = []
 
