@@ -22,7 +22,7 @@ from typing import NamedTuple
 from dupnet.errors import DupnetError
 from dupnet.sw.config import ConvGeometry, PoolGeometry
 
-__all__ = ["FoldingError", "ARITHMETICS", "DEFAULT_ARITH", "MemoryShape", "LayerMemory",
+__all__ = ["FoldingError", "ARITHMETICS", "DEFAULT_ARITH", "WEIGHT_SOURCES", "MemoryShape", "LayerMemory",
            "FoldedConv", "FoldedPool", "WEIGHT_ROM", "THRESHOLD_ROM", "OFFSET_ROM",
            "LINE_BUFFER", "ROW_BUFFER", "PIXEL_BUFFER", "WINDOW_SLACK_PIXELS", "window_depth",
            "pool_rowbuf_depth", "divisors", "buffer_lanes"]
@@ -32,6 +32,11 @@ __all__ = ["FoldingError", "ARITHMETICS", "DEFAULT_ARITH", "MemoryShape", "Layer
 #: ``"addsub"`` the naive signed add/sub tree (the LUT benchmark's baseline)
 ARITHMETICS = ("xnor", "gated", "addsub")
 DEFAULT_ARITH = ARITHMETICS[0]
+
+#: Where the weights and thresholds come from: ``"rom"`` memories initialised by the bitstream
+#: (the default), or ``"load"`` memories written through the accelerator's load port after
+#: reset (:mod:`dupnet.hw.loader`; the Verilog does not depend on the artifact's values)
+WEIGHT_SOURCES = ("rom", "load")
 
 #: memory names, as the generated Verilog, the budget reports and Yosys scripts know them
 WEIGHT_ROM = "w_rom"          # one per PE: w_rom0, w_rom1, ...
@@ -71,11 +76,13 @@ class MemoryShape(NamedTuple):
 @dataclass(frozen=True)
 class LayerMemory:
     """One memory of a layer: its name (one of the constants above, ``w_rom<p>`` per PE), its
-    shape, and whether it is a ROM (an init image: weights, thresholds) or a RAM (a buffer)."""
+    shape, whether it is a ROM (an init image: weights, thresholds) or a RAM, and whether the
+    load port writes it (weights and thresholds with ``weights = "load"``)."""
     name: str
     depth: int
     width: int
     rom: bool
+    loaded: bool = False
 
     @property
     def bits(self) -> int:
@@ -130,6 +137,10 @@ class FoldedConv:
         ``w_dup == 1``.
     arith : str
         The MVTU arithmetic, one of :data:`ARITHMETICS`.
+    weights : str
+        One of :data:`WEIGHT_SOURCES`: ROMs initialised with the artifact (``"rom"``) or
+        memories written through the load port (``"load"``: the thresholds, and the last
+        layer's offsets, are in a memory even with one neuron fold).
 
     Raises
     ------
@@ -141,6 +152,7 @@ class FoldedConv:
     simd: int
     preadd: bool = True
     arith: str = DEFAULT_ARITH
+    weights: str = "rom"
 
     def __post_init__(self):
         g, where = self.geometry, self.where
@@ -159,6 +171,9 @@ class FoldedConv:
         if self.arith not in ARITHMETICS:
             raise FoldingError(f"{where}: field 'arith' must be one of "
                                f"{', '.join(map(repr, ARITHMETICS))}, got {self.arith!r}")
+        if self.weights not in WEIGHT_SOURCES:
+            raise FoldingError(f"{where}: field 'weights' must be one of "
+                               f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {self.weights!r}")
         object.__setattr__(self, "preadd", bool(self.preadd) and g.w_dup > 1)
 
     @property
@@ -257,9 +272,9 @@ class FoldedConv:
     def threshold_rom(self) -> MemoryShape | None:
         """Shape of the threshold ROM (hidden layers: ``2^b - 1`` thresholds per PE lane) or,
         for an ``"xnor"`` last layer, of its offset ROM (``-K`` per lane, ``acc_bits`` wide);
-        None when there is none (one neuron fold: the values are constants)."""
+        None when there is none (one neuron fold with ROM weights: the values are constants)."""
         g = self.geometry
-        if self.nf == 1:
+        if self.nf == 1 and self.weights == "rom":
             return None
         if g.act_bits is None:
             return MemoryShape(self.nf, self.pe * g.acc_bits) if self.arith == "xnor" else None
@@ -301,12 +316,14 @@ class FoldedConv:
     @property
     def memories(self) -> list[LayerMemory]:
         """Every memory of the layer: the PE weight ROMs, the threshold (or offset) ROM when
-        there is one, the line buffer."""
-        w = self.weight_rom
-        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, True) for p in range(self.pe)]
+        there is one (with ``weights = "load"``: written through the load port, in this
+        order), the line buffer."""
+        w, rom = self.weight_rom, self.weights == "rom"
+        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, rom, not rom)
+               for p in range(self.pe)]
         t = self.threshold_rom
         if t is not None:
-            out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, True))
+            out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, rom, not rom))
         lb = self.line_buffer
         out.append(LayerMemory(LINE_BUFFER, lb.depth, lb.width, False))
         return out
@@ -315,7 +332,7 @@ class FoldedConv:
     def of(cls, height: int, width: int, in_channels: int, out_channels: int, k: int, pe: int,
            simd: int, *, w_dup: int = 1, x_dup: int = 1, in_bits: int = 2,
            act_bits: int | None = 2, preadd: bool = True, arith: str = DEFAULT_ARITH,
-           name: str = "conv", index: int = 0) -> "FoldedConv":
+           name: str = "conv", index: int = 0, weights: str = "rom") -> "FoldedConv":
         """A folded layer from plain numbers (unit tests, benchmarks): the geometry of a conv
         of ``k x k`` on ``height x width x in_channels`` codes of ``in_bits`` bits, a hidden
         layer with ``act_bits`` output bits or (None) a last layer."""
@@ -323,7 +340,7 @@ class FoldedConv:
                          in_channels=in_channels, out_channels=out_channels, w_dup=w_dup,
                          x_dup=x_dup, in_bits=in_bits, act_bits=act_bits,
                          is_last=act_bits is None)
-        return cls(g, pe, simd, preadd=preadd, arith=arith)
+        return cls(g, pe, simd, preadd=preadd, arith=arith, weights=weights)
 
     @classmethod
     def candidates(cls, g: ConvGeometry) -> list[tuple[int, int]]:

@@ -6,6 +6,7 @@ top-level ``preadd`` and ``arith`` fields::
 
     preadd = true
     arith = "xnor"      # MVTU datapath: "xnor" (default), "gated" or "addsub"
+    weights = "rom"     # "rom" (default): initialised memories; "load": the load port
     [conv1]
     pe = 8
     simd = 6
@@ -29,7 +30,7 @@ from typing import Any, Iterator
 
 from dupnet.sw.config import NetworkConfig, conv_geometries, network_geometry
 
-from .folded import ARITHMETICS, DEFAULT_ARITH, FoldedConv, FoldingError
+from .folded import ARITHMETICS, DEFAULT_ARITH, WEIGHT_SOURCES, FoldedConv, FoldingError
 
 __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding",
            "check_pixels_per_beat"]
@@ -40,11 +41,13 @@ class Folding:
     """``layers``: conv layer name -> ``(pe, simd)``; ``preadd``: sum the inputs that share a
     weight bit before gating (w_dup > 1 layers); ``arith``: the MVTU datapath arithmetic
     (:data:`dupnet.hw.folded.ARITHMETICS`); ``pools``: max-pool name -> lanes (channels per
-    beat), for the pools that do not take their upstream's lanes."""
+    beat), for the pools that do not take their upstream's lanes; ``weights``: where the
+    weights and thresholds come from (:data:`dupnet.hw.folded.WEIGHT_SOURCES`)."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
     arith: str = DEFAULT_ARITH
     pools: dict[str, int] = field(default_factory=dict)
+    weights: str = "rom"
 
     def __getitem__(self, name: str) -> tuple[int, int]:
         return self.layers[name]
@@ -59,7 +62,8 @@ class Folding:
         return self.layers.items()
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"preadd": self.preadd, "arith": self.arith}
+        d: dict[str, Any] = {"preadd": self.preadd, "arith": self.arith,
+                             "weights": self.weights}
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
         for name, lanes in self.pools.items():
@@ -69,7 +73,7 @@ class Folding:
     def to_toml(self) -> str:
         lines = ["# DupNet folding: (PE, SIMD) per conv layer (docs/hardware.md)",
                  f"preadd = {'true' if self.preadd else 'false'}", f'arith = "{self.arith}"',
-                 ""]
+                 f'weights = "{self.weights}"', ""]
         for name, (pe, simd) in self.layers.items():
             lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", ""]
         for name, lanes in self.pools.items():
@@ -90,10 +94,14 @@ def _parse(data: Any, where: str) -> Folding:
     if arith not in ARITHMETICS:
         raise FoldingError(f"{where}: field 'arith' must be one of "
                            f"{', '.join(map(repr, ARITHMETICS))}, got {arith!r}")
+    weights = data.get("weights", "rom")
+    if weights not in WEIGHT_SOURCES:
+        raise FoldingError(f"{where}: field 'weights' must be one of "
+                           f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {weights!r}")
     layers: dict[str, tuple[int, int]] = {}
     pools: dict[str, int] = {}
     for name, entry in data.items():
-        if name in ("preadd", "arith"):
+        if name in ("preadd", "arith", "weights"):
             continue
         lw = f"{where}: layer {name!r}"
         if not isinstance(entry, dict):
@@ -116,7 +124,7 @@ def _parse(data: Any, where: str) -> Folding:
             pools[name] = vals[0]
         else:
             layers[name] = (vals[0], vals[1])
-    return Folding(layers, preadd=preadd, arith=arith, pools=pools)
+    return Folding(layers, preadd=preadd, arith=arith, pools=pools, weights=weights)
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -162,7 +170,8 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
                                f"'simd')")
         pe, simd = folding.layers[g.name]
         try:
-            FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith)
+            FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
+                       weights=folding.weights)
         except FoldingError as e:
             raise FoldingError(f"{where}: {e}") from None
 

@@ -21,7 +21,7 @@ The golden op, the QAT module and the config parsing are the software side
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,10 +45,14 @@ __all__ = ["HwLayerKind", "LayerEngine", "HW_KINDS", "hw_kind", "register_hw_kin
 class LayerEngine:
     """The hardware of one layer: ``stages`` (submodule name suffix, component), chained
     ``i -> o`` in order; ``output`` is the index of the stage whose ``o`` is the layer's output
-    stream as the probes show it; ``rom_bits`` the weight ROM bits it instantiates."""
+    stream as the probes show it; ``rom_bits`` the weight ROM bits it instantiates;
+    ``load_ports`` the write ports of its memories that the load port fills
+    (:mod:`dupnet.hw.loader`)."""
     stages: list[tuple[str, Any]]
     output: int
     rom_bits: int = 0
+    #: (memory name, write port) of the memories the load port writes, in load order
+    load_ports: list = field(default_factory=list)
 
 
 class HwLayerKind:
@@ -110,7 +114,8 @@ class ConvKind(HwLayerKind):
     def fold(self, g: ConvGeometry, folding: Folding,
              upstream_lanes: int | None = None) -> FoldedConv:
         pe, simd = folding[g.name]
-        return FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith)
+        return FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
+                          weights=folding.weights)
 
     def model(self, folded: FoldedConv) -> LayerModel:
         return conv_model(folded)
@@ -120,7 +125,7 @@ class ConvKind(HwLayerKind):
         mvtu = MVTU(folded, params.weights, params.thresholds,
                     frame_beats=folded.output_beats_per_frame if g.is_last else None)
         stages = [("window", WindowUnit(folded)), ("mvtu", mvtu)]
-        return LayerEngine(stages, output=1, rom_bits=mvtu.rom_bits)
+        return LayerEngine(stages, output=1, rom_bits=mvtu.rom_bits, load_ports=mvtu.load_ports)
 
     def output_layout(self, folded: FoldedConv) -> WordLayout:
         g = folded.geometry

@@ -21,11 +21,11 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .folded import THRESHOLD_ROM, WEIGHT_ROM, FoldedConv
+from .folded import WEIGHT_ROM, FoldedConv
 from .mvtu_arith import adder_tree, arithmetic_for
 from .stream_layout import pack_lanes
 
-__all__ = ["MVTU", "weight_rom_images"]
+__all__ = ["MVTU", "weight_rom_images", "memory_images"]
 
 
 def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]:
@@ -40,6 +40,37 @@ def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]
         seq = bits[[n * pe + p for n in range(layer.nf)]].reshape(-1)
         words = seq.reshape(depth, width).astype(object)
         images.append([int(v) for v in (words * weights_of_bit).sum(axis=1)])
+    return images
+
+
+def _neg_unique(layer: FoldedConv, weights: np.ndarray) -> np.ndarray:
+    """-1 weights per neuron among its stored (unique) bits."""
+    g = layer.geometry
+    w = np.asarray(weights)
+    if w.shape != (g.out_channels, g.k, g.k, g.c_unique):
+        raise ValueError(f"{layer.where}: weights shape {w.shape}, expected "
+                         f"{(g.out_channels, g.k, g.k, g.c_unique)}")
+    return (w.reshape(g.out_channels, -1) <= 0).sum(axis=1).astype(np.int64)
+
+
+def memory_images(layer: FoldedConv, weights: np.ndarray, thresholds) -> dict[str, list[int]]:
+    """The contents of the layer's weight and threshold memories, by memory name, in the
+    order of ``layer.memories``: ``w_rom<p>`` (:func:`weight_rom_images`), then the threshold
+    ROM (word ``n``: neuron fold ``n``'s thresholds as the arithmetic stores them, lane
+    ``(p, t)`` at ``[(p*nt + t)*tb +: tb]``) or the ``"xnor"`` last layer's offset ROM (``-K``
+    of lane ``p`` at ``[p*acc_bits +: acc_bits]``), where the layer has one."""
+    g, pe = layer.geometry, layer.pe
+    arith = arithmetic_for(layer, _neg_unique(layer, weights))
+    images = {f"{WEIGHT_ROM}{p}": img for p, img in enumerate(weight_rom_images(layer, weights))}
+    if layer.threshold_rom is None:
+        return images
+    if g.act_bits is not None:
+        thr, tshape = arith.stored_thresholds(np.asarray(thresholds, dtype=np.int64))
+        words = [pack_lanes(thr[n * pe:(n + 1) * pe].reshape(-1), tshape.width)
+                 for n in range(layer.nf)]
+    else:
+        words = arith.offset_words()
+    images[layer.threshold_rom_name] = words
     return images
 
 
@@ -69,33 +100,46 @@ class MVTU(wiring.Component):
         lanes, ``last`` at the MSB.
     weight_roms : list of Memory
         The per-PE weight ROMs.
+    load_ports : list of (str, WritePort)
+        With ``layer.weights == "load"``: each weight and threshold memory's name and write
+        port, in the order of ``layer.memories`` (driven by the accelerator's
+        :class:`~dupnet.hw.loader.WeightLoader`); empty with ROMs.
     """
 
     def __init__(self, layer: FoldedConv, weights: np.ndarray, thresholds,
                  frame_beats: int | None = None):
         g, where = layer.geometry, layer.where
-        w = np.asarray(weights)
-        if w.shape != (g.out_channels, g.k, g.k, g.c_unique):
-            raise ValueError(f"{where}: weights shape {w.shape}, expected "
-                             f"{(g.out_channels, g.k, g.k, g.c_unique)}")
+        neg_unique = _neg_unique(layer, weights)
         if (thresholds is None) != (g.act_bits is None):
             raise ValueError(f"{where}: thresholds must be given exactly for hidden layers")
         self.layer, self.g, self.pe, self.simd = layer, g, layer.pe, layer.simd
         self.frame_beats = frame_beats
-        self.rom_images = weight_rom_images(layer, w)
-        self.weight_roms = [Memory(shape=unsigned(layer.weight_rom.width),
-                                   depth=layer.weight_rom.depth, init=img)
-                            for img in self.rom_images]
-        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.int64)
-        #: -1 weights per neuron among its stored (unique) bits
-        neg_unique = (w.reshape(g.out_channels, -1) <= 0).sum(axis=1).astype(np.int64)
         self.arith = arithmetic_for(layer, neg_unique)
+        images = memory_images(layer, weights, thresholds)
+        self.rom_images = [images[f"{WEIGHT_ROM}{p}"] for p in range(self.pe)]
+        self.load_ports = []
+        mems = {lm.name: self._memory(lm, images[lm.name])
+                for lm in layer.memories if lm.name in images}
+        self.weight_roms = [mems[f"{WEIGHT_ROM}{p}"] for p in range(self.pe)]
+        #: the threshold or offset memory, or None (one neuron fold, ROM weights: constants)
+        self.threshold_mem = mems.get(layer.threshold_rom_name)
+        self.arith.offset_rom = self.threshold_mem if g.act_bits is None else None
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.int64)
         if g.act_bits is None:
             out_w = layer.pe * g.acc_bits + (1 if frame_beats is not None else 0)
         else:
             out_w = layer.pe * g.act_bits
         super().__init__({"i": In(stream.Signature(unsigned(layer.simd * g.in_bits))),
                           "o": Out(stream.Signature(unsigned(out_w)))})
+
+    def _memory(self, lm, image: list[int]) -> Memory:
+        """A weight / threshold memory: initialised with ``image`` (ROM weights), or empty
+        with a write port for the loader (``weights = "load"``)."""
+        if self.layer.weights == "rom":
+            return Memory(shape=unsigned(lm.width), depth=lm.depth, init=image)
+        mem = Memory(shape=unsigned(lm.width), depth=lm.depth, init=[])
+        self.load_ports.append((lm.name, mem.write_port()))
+        return mem
 
     @property
     def rom_bits(self) -> int:
@@ -219,15 +263,13 @@ class MVTU(wiring.Component):
         nt = g.n_thresholds
         thr, tshape = self.arith.stored_thresholds(self.thresholds)
         tb = tshape.width
-        if nf == 1:
+        if self.threshold_mem is None:
             tvals = [[Const(int(thr[p, t]), tshape) for t in range(nt)] for p in range(pe)]
         else:
-            # word n: lane (p, t) at [(p*nt + t)*tb +: tb]
-            words = [pack_lanes(thr[n * pe:(n + 1) * pe].reshape(-1), tb) for n in range(nf)]
-            m.submodules[THRESHOLD_ROM] = t_rom = Memory(
-                shape=unsigned(self.layer.threshold_rom.width), depth=nf, init=words)
-            trp = t_rom.read_port()
-            m.d.comb += [trp.addr.eq(nf1), trp.en.eq(~stall)]
+            # word n: lane (p, t) at [(p*nt + t)*tb +: tb] (memory_images)
+            m.submodules[self.layer.threshold_rom_name] = self.threshold_mem
+            trp = self.threshold_mem.read_port()
+            m.d.comb += [trp.addr.eq(nf1 if nf > 1 else 0), trp.en.eq(~stall)]
             tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
                      for p in range(pe)]
             if tshape.signed:

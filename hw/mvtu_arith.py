@@ -77,6 +77,8 @@ class MvtuArithmetic:
     def __init__(self, layer: FoldedConv, neg_unique: np.ndarray):
         self.layer, self.g = layer, layer.geometry
         self.neg_unique = neg_unique
+        #: the last layer's offset memory (``"xnor"``), set by the MVTU; None: constants
+        self.offset_rom = None
 
     @property
     def sum_bits(self) -> int:
@@ -126,20 +128,25 @@ class XnorArithmetic(MvtuArithmetic):
     def sum_bits(self) -> int:
         return self.s_max.bit_length()
 
+    def offset_words(self) -> list[int]:
+        """The last layer's offset ROM: word ``n`` holds ``-K`` of neuron fold ``n``'s lanes,
+        lane ``p`` at ``[p*acc_bits +: acc_bits]``."""
+        pe, acc_bits = self.layer.pe, self.g.acc_bits
+        return [pack_lanes([-k for k in self.offsets[n * pe:(n + 1) * pe]], acc_bits)
+                for n in range(self.layer.nf)]
+
     def accumulators(self, m: Module, nfc: Value, stall: Value) -> tuple[list, list]:
         if self.g.act_bits is not None:
             return super().accumulators(m, nfc, stall)
-        # last layer: the accumulator starts at -K of the neuron in the pipeline
+        # last layer: the accumulator starts at -K of the neuron in the pipeline, a constant
+        # or read from the offset memory the MVTU made (``offset_rom``)
         pe, acc_bits, nf = self.layer.pe, self.g.acc_bits, self.layer.nf
         regs = [Signal(signed(acc_bits), name=f"acc_r{p}") for p in range(pe)]
-        if nf == 1:
+        if self.offset_rom is None:
             return regs, [Const(-self.offsets[p], signed(acc_bits)) for p in range(pe)]
-        words = [pack_lanes([-k for k in self.offsets[n * pe:(n + 1) * pe]], acc_bits)
-                 for n in range(nf)]
-        m.submodules[OFFSET_ROM] = k_rom = Memory(
-            shape=unsigned(self.layer.threshold_rom.width), depth=nf, init=words)
-        krp = k_rom.read_port()
-        m.d.comb += [krp.addr.eq(nfc), krp.en.eq(~stall)]
+        m.submodules[OFFSET_ROM] = self.offset_rom
+        krp = self.offset_rom.read_port()
+        m.d.comb += [krp.addr.eq(nfc if nf > 1 else 0), krp.en.eq(~stall)]
         return regs, [krp.data[p * acc_bits:(p + 1) * acc_bits].as_signed() for p in range(pe)]
 
     def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:

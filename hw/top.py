@@ -16,6 +16,7 @@ from dupnet.sw.config import network_geometry
 from .adapters import Unpack, WidthAdapter
 from .folding import Folding, check_pixels_per_beat, validate_folding
 from .kinds import fold_network, hw_kind
+from .loader import LOAD_WORD_BITS, WeightLoader, load_segments
 from .stream_layout import WordLayout
 
 __all__ = ["DupNetAccelerator", "ProbeSignature", "output_layout"]
@@ -58,6 +59,12 @@ class DupNetAccelerator(wiring.Component):
     o : Out(stream.Signature(unsigned(PE_L*acc_bits + 1)))
         Last-layer accumulators, lane ``j`` at ``[j*acc_bits +: acc_bits]`` (signed), ``last``
         at the MSB; NHWC beat order.
+    load : In(stream.Signature(unsigned(32)))
+        Present with ``weights = "load"``: the load image's words (:mod:`dupnet.hw.loader`),
+        accepted from reset until every weight and threshold memory is written.
+    loaded : Out(1)
+        Present with ``weights = "load"``: the memories are written; ``i`` is held (not
+        ready) until then.
     probe_<layer> : Out(ProbeSignature)
         Present with ``probes=True``: each layer's output stream.
     engines : list of (str, LayerEngine)
@@ -100,6 +107,12 @@ class DupNetAccelerator(wiring.Component):
         out_w = len(last.stages[-1][1].o.payload)
         members = {"i": In(stream.Signature(unsigned(pixels_per_beat * pix_bits))),
                    "o": Out(stream.Signature(unsigned(out_w)))}
+        #: the weight loader (``weights = "load"``), else None
+        self.loader = None
+        if folding.weights == "load":
+            self.loader = WeightLoader(load_segments(cfg, folding))
+            members["load"] = In(stream.Signature(unsigned(LOAD_WORD_BITS)))
+            members["loaded"] = Out(1)
         if probes:
             for name, w in probe_widths.items():
                 members[f"probe_{name}"] = Out(ProbeSignature(w))
@@ -113,7 +126,10 @@ class DupNetAccelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.unpack = self.unpack
-        wiring.connect(m, wiring.flipped(self.i), self.unpack.i)
+        if self.loader is None:
+            wiring.connect(m, wiring.flipped(self.i), self.unpack.i)
+        else:
+            self._connect_loader(m)
         src = self.unpack.o
         for name, engine in self.engines:
             if name in self.adapters:
@@ -131,3 +147,16 @@ class DupNetAccelerator(wiring.Component):
                              probe.payload.eq(out.payload)]
         wiring.connect(m, src, wiring.flipped(self.o))
         return m
+
+    def _connect_loader(self, m):
+        """The loader writes every engine's load ports; input frames wait for ``loaded``."""
+        m.submodules.loader = loader = self.loader
+        wiring.connect(m, wiring.flipped(self.load), loader.i)
+        ports = [p for _, engine in self.engines for _, p in engine.load_ports]
+        assert len(ports) == len(loader.ports)       # both from FoldedConv.memories
+        for wp, (addr, data, en) in zip(ports, loader.ports):
+            m.d.comb += [wp.addr.eq(addr), wp.data.eq(data[:len(wp.data)]), wp.en.eq(en)]
+        ok = loader.loaded
+        m.d.comb += [self.loaded.eq(ok), self.unpack.i.payload.eq(self.i.payload),
+                     self.unpack.i.valid.eq(self.i.valid & ok),
+                     self.i.ready.eq(self.unpack.i.ready & ok)]

@@ -1,0 +1,141 @@
+"""Weights loaded at run time (``weights = "load"``): the same Verilog for every artifact of a
+config, the load image, and in the Amaranth simulator: load, run, reset, load another artifact,
+run again; frames sent before the load ends are held; a reset in mid-load restarts it."""
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from dupnet.hw.folding import Folding
+from dupnet.hw.generate import generate_verilog
+from dupnet.hw.kinds import output_layouts
+from dupnet.hw.loader import LOAD_WORD_BITS, load_image, load_segments
+from dupnet.hw.stream_layout import image_beats
+from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.top import DupNetAccelerator
+from dupnet.sw.golden import GoldenModel
+from dupnet.sw.random_artifact import random_artifact
+
+from .test_hw_top import FOLDINGS, _WithReset
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+LOAD = {name: dataclasses.replace(f, weights="load") for name, f in FOLDINGS.items()}
+# one neuron fold everywhere: thresholds and the last layer's offsets that a ROM design keeps
+# as constants are memories here
+LOAD["one-fold"] = Folding({"conv1": (4, 3), "conv2": (8, 4), "conv3": (4, 8), "conv4": (6, 4)},
+                           weights="load")
+
+
+def test_verilog_does_not_depend_on_the_artifact(small_cfg):
+    a, b = random_artifact(small_cfg, seed=1), random_artifact(small_cfg, seed=2)
+    for name in ("mixed", "one-fold"):
+        va, vb = generate_verilog(a, LOAD[name]).verilog, generate_verilog(b, LOAD[name]).verilog
+        assert va == vb, name
+    # with ROMs the weights are in the Verilog (the check above can fail)
+    assert generate_verilog(a, FOLDINGS["mixed"]).verilog != \
+        generate_verilog(b, FOLDINGS["mixed"]).verilog
+
+
+def test_load_image_layout(small_art):
+    folding = LOAD["one-fold"]
+    segments, words = load_image(small_art, folding)
+    assert [s.memory for s in segments if s.layer == "conv1"] == \
+        ["w_rom0", "w_rom1", "w_rom2", "w_rom3", "t_rom"]
+    assert segments[-1].memory == "k_rom"          # the xnor last layer's offsets
+    assert len(words) == sum(s.load_words for s in segments)
+    assert all(0 <= w < 1 << LOAD_WORD_BITS for w in words)
+    assert load_segments(small_art.config, FOLDINGS["mixed"]) == []
+    # two artifacts, two images, one layout
+    seg_b, words_b = load_image(random_artifact(small_art.config, seed=9), folding)
+    assert seg_b == segments and words_b != words
+
+
+def _expected(art, folding, imgs):
+    gold = GoldenModel(art).forward(imgs)[-1]
+    layout = output_layouts(art.config, folding)[-1][1]
+    return layout.pack(gold, last_every=gold[0].size // layout.lanes)
+
+
+def _images(cfg, n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, cfg.input_height, cfg.input_width, cfg.input_channels))
+
+
+async def _reset(ctx, top):
+    ctx.set(top.cd.rst, 1)
+    await ctx.tick()
+    ctx.set(top.cd.rst, 0)
+
+
+@pytest.mark.parametrize("name", ["mixed", "one-fold", "mixed-gated"])
+def test_load_run_reset_reload_run(small_cfg, name):
+    """Artifact A is loaded while its frames already wait at the input (held, never computed
+    on stale weights); then reset, a third of B's image, reset (mid-load), B's whole image and
+    B's frames: every output word equals each artifact's golden model."""
+    folding = LOAD[name]
+    art_a, art_b = random_artifact(small_cfg, seed=11), random_artifact(small_cfg, seed=12)
+    imgs_a, imgs_b = _images(small_cfg, 2, 1), _images(small_cfg, 2, 2)
+    dut = DupNetAccelerator(art_a, folding)
+    top = _WithReset(dut)
+    _, words_a = load_image(art_a, folding)
+    _, words_b = load_image(art_b, folding)
+    want_a, want_b = _expected(art_a, folding, imgs_a), _expected(art_b, folding, imgs_b)
+    got_a, got_b, phase = [], [], {"b": False, "loaded_before": None}
+
+    async def frames(ctx):
+        await put_all(ctx, dut.i, image_beats(imgs_a), 0.2, random.Random(3))
+
+    async def loads(ctx):
+        await put_all(ctx, dut.load, words_a, 0.3, random.Random(4))
+
+    async def consumer(ctx):
+        got_a.extend(await get_n(ctx, dut.o, len(want_a), 0.2, random.Random(5)))
+        await _reset(ctx, top)
+        phase["loaded_before"] = ctx.get(dut.loaded)
+        await put_all(ctx, dut.load, words_b[:len(words_b) // 3])
+        await _reset(ctx, top)
+        await put_all(ctx, dut.load, words_b, 0.3, random.Random(6))
+        while not ctx.get(dut.loaded):
+            await ctx.tick()
+        phase["b"] = True
+        await put_all(ctx, dut.i, image_beats(imgs_b), 0.2, random.Random(7))
+
+    async def consumer_b(ctx):
+        while not phase["b"]:
+            await ctx.tick()
+        got_b.extend(await get_n(ctx, dut.o, len(want_b), 0.2, random.Random(8)))
+
+    run_sim(top, [frames, loads], [consumer, consumer_b], max_cycles=200_000)
+    assert got_a == want_a
+    assert phase["loaded_before"] == 0          # reset clears `loaded`
+    assert got_b == want_b
+
+
+def test_frames_are_held_until_loaded(small_art):
+    """``i.ready`` stays low from reset until the last load word is written, and
+    ``load.ready`` low after it."""
+    folding = LOAD["mixed"]
+    dut = DupNetAccelerator(small_art, folding)
+    _, words = load_image(small_art, folding)
+    seen = {"ready_before": 0, "loaded_at": None, "load_ready_after": 0}
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        for n, w in enumerate(words):
+            ctx.set(dut.load.valid, 1)
+            ctx.set(dut.load.payload, w)
+            await ctx.tick()
+            seen["ready_before"] |= ctx.get(dut.i.ready)
+        ctx.set(dut.load.valid, 0)
+        for cycle in range(3):
+            if ctx.get(dut.loaded) and seen["loaded_at"] is None:
+                seen["loaded_at"] = cycle
+            seen["load_ready_after"] |= ctx.get(dut.load.ready)
+            await ctx.tick()
+
+    run_sim(dut, [], [bench], max_cycles=len(words) + 100)
+    assert seen["ready_before"] == 0
+    assert seen["loaded_at"] is not None and seen["loaded_at"] <= 1
+    assert seen["load_ready_after"] == 0
