@@ -14,8 +14,8 @@ from . import __version__
 from .errors import DupnetError
 
 # order is the order of --help
-COMMANDS = ["table", "init", "train", "eval", "export", "detect", "rtl", "sim", "report", "flow",
-            "regress"]
+COMMANDS = ["table", "init", "train", "eval", "export", "export-onnx", "import-onnx", "detect",
+            "rtl", "weights", "sim", "report", "flow", "explore", "regress"]
 
 
 class CommandImportError(DupnetError):
@@ -24,7 +24,7 @@ class CommandImportError(DupnetError):
 
 
 def _load(name: str):
-    module = f"dupnet.commands.{name}"
+    module = f"dupnet.commands.{name.replace('-', '_')}"   # export-onnx: export_onnx.py
     try:
         mod = importlib.import_module(module)
     except Exception as e:  # noqa: BLE001 - any failure of a command module is reported

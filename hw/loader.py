@@ -9,15 +9,18 @@ same config and folding is run by loading its image.
 
 The load image is a sequence of ``LOAD_WORD_BITS``-bit words: for every conv layer in pipeline
 order, every weight and threshold memory in the order of ``FoldedConv.memories`` (``w_rom0`` ..
-``w_rom<PE-1>``, then ``t_rom`` or ``k_rom``), every memory word from address 0 up, each memory
-word split into ``ceil(width / LOAD_WORD_BITS)`` load words, least significant first (the last
-one zero-padded). docs/artifact.md, "Load image", has the file formats.
+``w_rom<PE-1>``, then ``t_rom`` or ``k_rom``), every memory word from address 0 up. A memory
+word wider than a load word is split into ``ceil(width / LOAD_WORD_BITS)`` load words, least
+significant first (the last one zero-padded); a narrower one shares a load word with the next
+``LOAD_WORD_BITS // width - 1`` words of the same memory, the first in the least significant
+bits (a memory's last load word may be partly unused; the next memory starts a new word).
+docs/artifact.md, "Load image", has the file formats.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,7 +29,8 @@ from dupnet.sw.artifact import Artifact
 from .folding import Folding
 from .kinds import fold_network, hw_kind
 
-__all__ = ["LOAD_WORD_BITS", "LoadSegment", "load_segments", "load_image", "WeightLoader"]
+__all__ = ["LOAD_WORD_BITS", "LoadSegment", "load_segments", "load_image", "write_load_image",
+           "WeightLoader"]
 
 #: bits of one word of the load stream and of the load image
 LOAD_WORD_BITS = 32
@@ -43,11 +47,17 @@ class LoadSegment:
 
     @property
     def words_per_entry(self) -> int:
+        """Load words per memory word (1 when several memory words share a load word)."""
         return -(-self.width // LOAD_WORD_BITS)
 
     @property
+    def entries_per_word(self) -> int:
+        """Memory words per load word (1 when a memory word takes one or more load words)."""
+        return max(1, LOAD_WORD_BITS // self.width)
+
+    @property
     def load_words(self) -> int:
-        return self.depth * self.words_per_entry
+        return -(-self.depth // self.entries_per_word) * self.words_per_entry
 
 
 def load_segments(config, folding: Folding) -> list[LoadSegment]:
@@ -71,9 +81,10 @@ def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment],
     words: list[int] = []
     mask = (1 << LOAD_WORD_BITS) - 1
     for seg in segments:
-        image = images[seg.layer][seg.memory]
-        for entry in image:
-            v = int(entry) & ((1 << seg.width) - 1)
+        image = [int(e) & ((1 << seg.width) - 1) for e in images[seg.layer][seg.memory]]
+        n = seg.entries_per_word
+        for i in range(0, len(image), n):
+            v = sum(e << (k * seg.width) for k, e in enumerate(image[i:i + n]))
             words += [(v >> (k * LOAD_WORD_BITS)) & mask for k in range(seg.words_per_entry)]
     return segments, words
 
@@ -114,36 +125,96 @@ class WeightLoader(wiring.Component):
         seg = Signal(range(len(segs) + 1))
         addr = Signal(range(max(2, max(s.depth for s in segs))))
         sub = Signal(range(max(2, max(s.words_per_entry for s in segs))))
-        commit, done = Signal(), Signal()
+        k = Signal(range(max(2, max(s.entries_per_word for s in segs))))
+        commit, unpacking, done = Signal(), Signal(), Signal()
         commit_seg = Signal.like(seg)
         commit_addr = Signal.like(addr)
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(~done), accept.eq(self.i.valid & self.i.ready),
-                     self.loaded.eq(done & ~commit)]
+        m.d.comb += [self.i.ready.eq(~done & ~unpacking),
+                     accept.eq(self.i.valid & self.i.ready),
+                     self.loaded.eq(done & ~commit & ~unpacking)]
         m.d.sync += commit.eq(0)
-        with m.If(accept):
-            m.d.sync += self.data.word_select(sub, LOAD_WORD_BITS).eq(self.i.payload)
-            with m.Switch(seg):
-                for n, s in enumerate(segs):
-                    with m.Case(n):
-                        self._advance(m, s, n, seg, addr, sub, commit, commit_seg,
-                                      commit_addr, done, n == len(segs) - 1)
+        state = (seg, addr, sub, k, commit, commit_seg, commit_addr, unpacking, done)
+        with m.Switch(seg):
+            for n, s in enumerate(segs):
+                with m.Case(n):
+                    if s.entries_per_word > 1:
+                        self._packed(m, s, n, state, accept, n == len(segs) - 1)
+                    else:
+                        self._split(m, s, n, state, accept, n == len(segs) - 1)
         for n, (p_addr, _, p_en) in enumerate(self.ports):
-            m.d.comb += [p_addr.eq(commit_addr), p_en.eq(commit & (commit_seg == n))]
+            m.d.comb += [p_addr.eq(Mux(unpacking, addr, commit_addr)),
+                         p_en.eq((commit & (commit_seg == n)) | (unpacking & (seg == n)))]
         return m
 
     @staticmethod
-    def _advance(m, s: LoadSegment, n, seg, addr, sub, commit, commit_seg, commit_addr, done,
-                 last_segment):
-        """The counters after a load word of segment ``s``: the next sub-word, or (the
-        entry's last) a commit of the entry next cycle and the next address / segment."""
-        with m.If(sub == s.words_per_entry - 1):
-            m.d.sync += [sub.eq(0), commit.eq(1), commit_seg.eq(n), commit_addr.eq(addr)]
-            with m.If(addr == s.depth - 1):
-                m.d.sync += [addr.eq(0), seg.eq(n + 1)]
-                if last_segment:
-                    m.d.sync += done.eq(1)
-            with m.Else():
-                m.d.sync += addr.eq(addr + 1)
+    def _next_entry(m, s, n, seg, addr, done, last_segment):
+        """Address of the next memory word, or the next segment after the last."""
+        with m.If(addr == s.depth - 1):
+            m.d.sync += [addr.eq(0), seg.eq(n + 1)]
+            if last_segment:
+                m.d.sync += done.eq(1)
         with m.Else():
-            m.d.sync += sub.eq(sub + 1)
+            m.d.sync += addr.eq(addr + 1)
+
+    def _split(self, m, s, n, state, accept, last_segment):
+        """A memory word of one or more load words: each load word fills its slice of
+        ``data``; after the last the word is written (``commit``) in the next cycle."""
+        seg, addr, sub, k, commit, commit_seg, commit_addr, unpacking, done = state
+        with m.If(accept):
+            m.d.sync += self.data.word_select(sub, LOAD_WORD_BITS).eq(self.i.payload)
+            with m.If(sub == s.words_per_entry - 1):
+                m.d.sync += [sub.eq(0), commit.eq(1), commit_seg.eq(n), commit_addr.eq(addr)]
+                self._next_entry(m, s, n, seg, addr, done, last_segment)
+            with m.Else():
+                m.d.sync += sub.eq(sub + 1)
+
+    def _packed(self, m, s, n, state, accept, last_segment):
+        """Several memory words per load word: the word is taken into ``data``, then one
+        memory word is written per cycle (``unpacking``, the load stream waits), the next
+        from the next ``width`` bits, until the word or the memory ends."""
+        seg, addr, sub, k, commit, commit_seg, commit_addr, unpacking, done = state
+        with m.If(accept):
+            m.d.sync += [self.data.eq(self.i.payload), unpacking.eq(1), k.eq(0)]
+        with m.If(unpacking):
+            m.d.sync += [self.data.eq(self.data >> s.width), k.eq(k + 1)]
+            with m.If((k == s.entries_per_word - 1) | (addr == s.depth - 1)):
+                m.d.sync += unpacking.eq(0)
+            self._next_entry(m, s, n, seg, addr, done, last_segment)
+
+
+def write_load_image(artifact: Artifact, folding: Folding, out_dir) -> dict[str, "Path"]:
+    """Write the load image of ``artifact`` at ``folding`` (its ``weights`` field is taken as
+    ``"load"``) into ``out_dir``, atomically: ``weights.bin`` (little-endian
+    ``LOAD_WORD_BITS``-bit words), ``weights.hex`` (``$readmemh``: one word per line, 8 hex
+    digits) and ``weights.json`` (the segments: layer, memory, depth, width, first word and
+    word count; the word count and the binary's SHA-256)."""
+    import dataclasses
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from dupnet.files import atomic_write_bytes, atomic_write_text
+
+    folding = dataclasses.replace(folding, weights="load")
+    segments, words = load_image(artifact, folding)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = np.asarray(words, dtype="<u4").tobytes()
+    files = {"bin": out / "weights.bin", "hex": out / "weights.hex",
+             "json": out / "weights.json"}
+    atomic_write_bytes(files["bin"], raw)
+    atomic_write_text(files["hex"], "".join(f"{w:08x}\n" for w in words))
+    first, table = 0, []
+    for s in segments:
+        table.append({"layer": s.layer, "memory": s.memory, "depth": s.depth, "width": s.width,
+                      "words_per_entry": s.words_per_entry, "first_word": first,
+                      "words": s.load_words})
+        first += s.load_words
+    meta = {"config": artifact.config.name, "word_bits": LOAD_WORD_BITS, "words": len(words),
+            "sha256": hashlib.sha256(raw).hexdigest(), "folding": folding.to_dict(),
+            "segments": table}
+    atomic_write_text(files["json"], json.dumps(meta, indent=1) + "\n")
+    return files

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dupnet.hw.kinds import output_layouts
+from dupnet.hw.loader import load_image
 from dupnet.sw.golden import GoldenModel
 
 from .build import cache_root
@@ -174,17 +175,26 @@ def simulate_artifact(artifact, folding, images: np.ndarray, *, probes: bool = F
                       stall_in: float = 0.0, stall_out: float = 0.0, burst: int = 1,
                       seed: int = 0, waves: bool = False, design: DesignInfo | None = None,
                       golden_artifact=None, run_dir: Path | None = None, log=None,
-                      waves_window: WavesWindow | None = None
+                      waves_window: WavesWindow | None = None, reload_artifact=None
                       ) -> tuple[SimResult, DesignInfo]:
     """Generate (cached), build (cached) and simulate ``artifact``; compare with the golden
     model of ``golden_artifact`` (default: the same artifact).  ``waves_window``: the cycles
-    that ``waves`` traces (default: the whole run)."""
+    that ``waves`` traces (default: the whole run).  A design with a load port
+    (``folding.weights == "load"``) is loaded with ``artifact``'s image, and in the ``reset``
+    scenario reloaded with ``reload_artifact``'s (default: the same)."""
     design = design or generate_cached(artifact, folding, pixels_per_beat, probes, log=log)
     out, prb = network_streams(golden_artifact or artifact, folding, images, probes)
+    load = reload = None
+    if folding.weights == "load":
+        # the weights this run computes with: the artifact's, and after a reset (reset
+        # scenario) ``reload_artifact``'s
+        load = load_image(artifact, folding)[1]
+        reload = load_image(reload_artifact or artifact, folding)[1]
     res = run_design(design.verilog, design.top_name, images, out, prb,
                      design_hash=design.design_hash, pixels_per_beat=pixels_per_beat,
                      scenario=scenario, stall_in=stall_in, stall_out=stall_out, burst=burst,
                      seed=seed, expected_cycles=int(design.model["cycles_per_frame"])
                      + int(design.model["latency_cycles"]), waves=waves,
-                     waves_window=waves_window, run_dir=run_dir, log=log)
+                     waves_window=waves_window, run_dir=run_dir, log=log,
+                     load_words=load, reload_words=reload)
     return res, design

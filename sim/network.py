@@ -217,7 +217,9 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
                max_cycles: int | None = None, expected_cycles: int | None = None,
                waves: bool = False, waves_window: WavesWindow | None = None,
                run_dir: Path | None = None, reset_after: int | None = None,
-               log=None, model: VerilatedModel | None = None) -> SimResult:
+               log=None, model: VerilatedModel | None = None,
+               load_words: Sequence[int] | None = None,
+               reload_words: Sequence[int] | None = None) -> SimResult:
     """Simulate ``verilog`` on ``images`` and compare ``output`` (and ``probes``) bit-exactly.
 
     Parameters
@@ -239,6 +241,9 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
         Build with tracing and write ``run_dir/waves.fst`` (``.vcd`` without lz4).
     waves_window : WavesWindow, optional
         Trace only these cycles (default: the whole run).
+    load_words, reload_words : sequence of int, optional
+        A design with a load port: the load image sent from reset, and (``reset`` scenario)
+        the image loaded after the reset (default: the same).
     """
     t0 = time.perf_counter()
     images = np.asarray(images)
@@ -268,6 +273,10 @@ def run_design(verilog: str, top: str, images: np.ndarray, output: StreamCheck,
            "pixels_per_beat": pixels_per_beat, "scenario": scenario, "stall_in": stall_in,
            "stall_out": stall_out, "burst": burst, "seed": seed, "max_cycles": max_cycles,
            "reset_after": reset_after, "period_ns": CLOCK_PERIOD_NS}
+    for key, words in (("load", load_words), ("reload", reload_words)):
+        if words is not None:
+            atomic_save_npy(run_dir / f"{key}.npy", np.asarray(words, dtype=np.int64))
+            job[key] = f"{key}.npy"
     atomic_write_text(run_dir / "job.json", json.dumps(job, indent=1))
     report_path = run_dir / "report.json"
     if report_path.exists():

@@ -15,6 +15,13 @@ Scenarios (``job["scenario"]``):
 * ``frames`` — all frames back to back (the input stream never waits for the output).
 * ``reset`` — frame 0 is started, ``rst`` is asserted in mid-frame (after ``reset_after``
   input beats, or half the frame), then every following frame must come out bit-exact.
+
+A design with a load port (``weights = "load"``, :mod:`dupnet.hw.loader`) gets the job's load
+image (``job["load"]``) on its ``load`` stream from reset, with the input stalls; the frames
+are offered at the same time (the design holds them until ``loaded``).  In the ``reset``
+scenario the design is then loaded again after the reset with ``job["reload"]`` (another
+artifact's image, whose golden outputs the job expects), and reset once more in the middle of
+that load (``reload`` restarts from its first word).
 """
 from __future__ import annotations
 
@@ -104,11 +111,34 @@ async def _start_agents(dut, drv: StreamDriver, monitors: list[StreamMonitor]) -
     cocotb.start_soon(PassiveGroup(monitors[1:]).run())
 
 
+async def _pulse_reset(dut, cycles: int) -> None:
+    edge = RisingEdge(dut.clk)
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await edge
+    dut.rst.value = 0
+
+
+async def _reload(dut, job: dict, jdir: Path, loader: StreamDriver) -> None:
+    """After a reset: half of the reload image, a reset in mid-load, then the whole image."""
+    words = [int(w) for w in np.load(jdir / job.get("reload", job["load"]))]
+    edge = RisingEdge(dut.clk)
+    loader.sent.clear()
+    loader.send(words[:max(1, len(words) // 2)])
+    while loader.pending:
+        await edge
+    loader.clear()
+    await _pulse_reset(dut, job.get("reset_cycles", 3))
+    loader.send(words)
+
+
 async def _reset_mid_frame(dut, job: dict, drv: StreamDriver, monitors: list[StreamMonitor],
-                           frame0: list[int], armed: list[bool], period: int) -> int:
+                           frame0: list[int], armed: list[bool], period: int,
+                           loader: StreamDriver | None = None, jdir: Path | None = None) -> int:
     """Reset scenario: send frame 0, assert ``rst`` after ``reset_after`` input beats (default
-    half the frame) with the input idle, then clear and arm the monitors. Returns the cycle
-    at which reset was asserted."""
+    half the frame) with the input idle, reload a design with a load port
+    (:func:`_reload`), then clear and arm the monitors. Returns the cycle at which reset was
+    asserted."""
     edge = RisingEdge(dut.clk)
     at = job.get("reset_after") or max(1, len(frame0) // 2)
     drv.send(frame0)
@@ -116,11 +146,11 @@ async def _reset_mid_frame(dut, job: dict, drv: StreamDriver, monitors: list[Str
         await edge
     drv.clear()
     drv.enabled = False
-    dut.rst.value = 1
     reset_cycle = int(get_sim_time("step")) // period
-    for _ in range(job.get("reset_cycles", 3)):
-        await edge
-    dut.rst.value = 0
+    await _pulse_reset(dut, job.get("reset_cycles", 3))
+    if loader is not None:
+        loader.clear()
+        await _reload(dut, job, jdir, loader)
     for mon in monitors:
         mon.clear()
     armed[0] = True
@@ -174,14 +204,21 @@ async def network(dut):
     watch = _Watch(boards, len(compared))
     monitors = _monitors(dut, streams, boards, period, out_stall, watch, armed)
 
+    loader = None
+    if job.get("load"):
+        loader = StreamDriver(dut, "load", period, stalls=_stall_patterns(job)[0])
+        loader.send(int(w) for w in np.load(jdir / job["load"]))
     await _start_agents(dut, drv, monitors)
+    if loader is not None:
+        cocotb.start_soon(loader.run())
 
     beats = [image_beats(images[f], job.get("pixels_per_beat", 1)) for f in range(n_frames)]
     beats_per_frame = len(beats[0])
     t0_cycle = int(get_sim_time("step")) // period
     reset_cycle = None
     if scen == "reset":
-        reset_cycle = await _reset_mid_frame(dut, job, drv, monitors, beats[0], armed, period)
+        reset_cycle = await _reset_mid_frame(dut, job, drv, monitors, beats[0], armed, period,
+                                             loader, jdir)
     for f in compared:
         drv.send(beats[f])
 

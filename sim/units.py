@@ -125,9 +125,9 @@ def window_reference(x: np.ndarray, k: int, simd: int, x_dup: int = 1, repeat: i
     return out
 
 
-def _pixels(images: np.ndarray, bits: int) -> list[int]:
-    lay = WordLayout(images.shape[-1], bits, signed=False)
-    return lay.pack(images)
+def _chunks(images: np.ndarray, bits: int, lanes: int) -> list[int]:
+    """The images as a stream of ``lanes``-code words, pixel by pixel (a unit's input)."""
+    return WordLayout(lanes, bits, signed=False).pack(images)
 
 
 def window_variant(name: str, height: int, width: int, channels: int, k: int, simd: int,
@@ -142,7 +142,7 @@ def window_variant(name: str, height: int, width: int, channels: int, k: int, si
 
     def make():
         return WindowUnit(layer)
-    return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
+    return UnitVariant(name, name, make, _chunks(imgs, bits, layer.in_lanes), exp,
                        WordLayout(simd, bits, signed=False), layer.cycles_per_frame,
                        dict(h=height, w=width, c=channels, k=k, simd=simd, x_dup=x_dup,
                             repeat=repeat, bits=bits))
@@ -189,19 +189,21 @@ def mvtu_variant(name: str, height: int, width: int, channels: int, out_channels
 
 
 def pool_variant(name: str, height: int, width: int, channels: int, stride: int,
-                 bits: int = 2, frames: int = 2, seed: int = 0) -> UnitVariant:
-    """A max-pool variant with random codes; golden :func:`dupnet.sw.golden.maxpool`."""
+                 bits: int = 2, frames: int = 2, seed: int = 0,
+                 lanes: int | None = None) -> UnitVariant:
+    """A max-pool variant with random codes, ``lanes`` channels per beat (default: whole
+    pixels); golden :func:`dupnet.sw.golden.maxpool`."""
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, height, width, channels))
     exp = maxpool(imgs, stride)
+    layer = FoldedPool(PoolGeometry(0, name, stride, height, width, channels, bits), lanes)
 
     def make():
-        return MaxPool(FoldedPool.of(height, width, channels, bits, stride, name=name))
-    return UnitVariant(name, name, make, _pixels(imgs, bits), exp,
-                       WordLayout(channels, bits, signed=False),
-                       FoldedPool(PoolGeometry(0, name, stride, height, width, channels,
-                                               bits)).cycles_per_frame,
-                       dict(h=height, w=width, c=channels, stride=stride, bits=bits))
+        return MaxPool(layer)
+    return UnitVariant(name, name, make, _chunks(imgs, bits, layer.lanes), exp,
+                       WordLayout(layer.lanes, bits, signed=False), layer.cycles_per_frame,
+                       dict(h=height, w=width, c=channels, stride=stride, bits=bits,
+                            lanes=layer.lanes))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ examples:
   dupnet rtl build/demo-random.dupnet --target-cycles 100000 -o build/rtl
   dupnet rtl build/demo-random.dupnet --folding my_folding.toml --probes -o build/rtl
   dupnet rtl build/demo-random.dupnet --lut-budget 20000 --lint -o build/rtl
+  dupnet rtl build/demo-random.dupnet --weights load -o build/rtl   # + dupnet weights
 """
 
 
@@ -35,6 +36,10 @@ def add_arguments(p):
     pre.add_argument("--preadd", dest="preadd", action="store_true", default=None,
                      help="pre-add inputs sharing a weight bit (default: folding file's, or on)")
     pre.add_argument("--no-preadd", dest="preadd", action="store_false")
+    p.add_argument("--weights", choices=("rom", "load"), default=None,
+                   help="rom: weights and thresholds in memories initialised by the bitstream; "
+                        "load: written through a load port after reset (`dupnet weights` makes "
+                        "the image); default: the folding file's, or rom")
     p.add_argument("--lint", action="store_true",
                    help="run verilator --lint-only -Wall on the result (with the waivers)")
 
@@ -57,6 +62,8 @@ def run(args):
                                   pixels_per_beat=args.pixels_per_beat)
     if args.preadd is not None:
         folding.preadd = args.preadd
+    if args.weights is not None:
+        folding.weights = args.weights
     t0 = time.perf_counter()
     design = generate_verilog(art, folding, pixels_per_beat=args.pixels_per_beat,
                               probes=args.probes, name=args.name)

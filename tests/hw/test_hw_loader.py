@@ -114,28 +114,34 @@ def test_load_run_reset_reload_run(small_cfg, name):
 
 
 def test_frames_are_held_until_loaded(small_art):
-    """``i.ready`` stays low from reset until the last load word is written, and
+    """``i.ready`` stays low from reset until the last memory word is written (a load word
+    that packs several is written one memory word per cycle, the load stream waiting), and
     ``load.ready`` low after it."""
     folding = LOAD["mixed"]
     dut = DupNetAccelerator(small_art, folding)
-    _, words = load_image(small_art, folding)
+    segments, words = load_image(small_art, folding)
+    assert any(s.entries_per_word > 1 for s in segments)      # narrow memories packed
     seen = {"ready_before": 0, "loaded_at": None, "load_ready_after": 0}
 
     async def bench(ctx):
         ctx.set(dut.i.valid, 1)
-        for n, w in enumerate(words):
-            ctx.set(dut.load.valid, 1)
+        ctx.set(dut.load.valid, 1)
+        for w in words:
             ctx.set(dut.load.payload, w)
-            await ctx.tick()
+            await ctx.tick().until(dut.load.ready)
             seen["ready_before"] |= ctx.get(dut.i.ready)
         ctx.set(dut.load.valid, 0)
-        for cycle in range(3):
+        for cycle in range(40):
             if ctx.get(dut.loaded) and seen["loaded_at"] is None:
                 seen["loaded_at"] = cycle
-            seen["load_ready_after"] |= ctx.get(dut.load.ready)
+            if seen["loaded_at"] is None:
+                seen["ready_before"] |= ctx.get(dut.i.ready)
+            else:
+                seen["load_ready_after"] |= ctx.get(dut.load.ready)
             await ctx.tick()
 
-    run_sim(dut, [], [bench], max_cycles=len(words) + 100)
+    run_sim(dut, [], [bench], max_cycles=40 * len(words) + 100)
     assert seen["ready_before"] == 0
-    assert seen["loaded_at"] is not None and seen["loaded_at"] <= 1
+    last = segments[-1]
+    assert seen["loaded_at"] is not None and seen["loaded_at"] <= last.entries_per_word + 1
     assert seen["load_ready_after"] == 0

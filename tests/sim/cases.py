@@ -49,9 +49,9 @@ def config(name):
     return parse_config(CONFIGS[name], source=f"tests/sim/cases.py:{name}")
 
 
-def folding(cfg, kind, arith="xnor", preadd=True):
+def folding(cfg, kind, arith="xnor", preadd=True, weights="rom"):
     """``min``: PE = SIMD = 1; ``wide``: PE = C_out, SIMD = C'; ``mixed``: in between; with
-    the MVTU datapath ``arith`` and ``preadd``."""
+    the MVTU datapath ``arith``, ``preadd`` and the weight source ``weights``."""
     from dupnet.hw.folded import FoldedConv
     from dupnet.hw.folding import Folding
     layers = {}
@@ -66,17 +66,17 @@ def folding(cfg, kind, arith="xnor", preadd=True):
             cands = sorted(cands, key=lambda ps: (ps[0] * ps[1], ps))
             mid = [c for c in cands if c[0] > 1 and c[1] > 1] or cands
             layers[g.name] = mid[len(mid) // 2]
-    return Folding(layers, preadd=preadd, arith=arith)
+    return Folding(layers, preadd=preadd, arith=arith, weights=weights)
 
 
 def case_folding(cfg, spec):
-    """The folding of a case's ``KIND[+gated][+nopreadd]``: :func:`folding`'s ``KIND``, with
-    ``arith = "gated"`` and/or ``preadd = false``."""
+    """The folding of a case's ``KIND[+gated][+nopreadd][+load]``: :func:`folding`'s
+    ``KIND``, with ``arith = "gated"``, ``preadd = false`` and/or ``weights = "load"``."""
     kind, *opts = spec.split("+")
-    unknown = set(opts) - {"gated", "nopreadd"}
+    unknown = set(opts) - {"gated", "nopreadd", "load"}
     assert not unknown, f"unknown folding option(s) {unknown} in {spec!r}"
     return folding(cfg, kind, arith="gated" if "gated" in opts else "xnor",
-                   preadd="nopreadd" not in opts)
+                   preadd="nopreadd" not in opts, weights="load" if "load" in opts else "rom")
 
 
 #: The design of the tool-path tests (C++ driver, failure path, wave windows): the CI case

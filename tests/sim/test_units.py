@@ -77,12 +77,17 @@ MVTU_FULL = MVTU_CI + [
 POOL_CI = [
     pool_variant("p_s2", 4, 6, 3, stride=2, seed=1),
     pool_variant("p_s1_odd", 5, 7, 3, stride=1, seed=2),
+    # chunk-serial: 2 and 3 beats per pixel
+    pool_variant("p_s2_chunks", 4, 6, 8, stride=2, seed=7, lanes=4),
+    pool_variant("p_s1_chunks", 5, 7, 6, stride=1, seed=8, lanes=2),
 ]
 POOL_FULL = POOL_CI + [
     pool_variant("p_s1_1row", 1, 5, 2, stride=1, seed=3),
     pool_variant("p_s1_1col", 4, 1, 5, stride=1, bits=3, seed=4),
     pool_variant("p_s2_2x2", 2, 2, 7, stride=2, seed=5),
     pool_variant("p_s1_wide", 3, 3, 16, stride=1, seed=6),
+    pool_variant("p_s1_1row_chunks", 1, 5, 4, stride=1, seed=9, lanes=1),
+    pool_variant("p_s1_1col_chunks", 4, 1, 6, stride=1, bits=3, seed=10, lanes=3),
 ]
 
 
