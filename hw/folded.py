@@ -83,6 +83,7 @@ class LayerMemory:
     width: int
     rom: bool
     loaded: bool = False
+    spram: bool = False       # built from SPRAM blocks (the budget counts them as SPRAM)
 
     @property
     def bits(self) -> int:
@@ -141,6 +142,9 @@ class FoldedConv:
         One of :data:`WEIGHT_SOURCES`: ROMs initialised with the artifact (``"rom"``) or
         memories written through the load port (``"load"``: the thresholds, and the last
         layer's offsets, are in a memory even with one neuron fold).
+    spram : bool
+        The PE weight memories are iCE40 SPRAM blocks (:mod:`dupnet.hw.spram`; needs
+        ``weights = "load"``: SPRAM has no initial contents).
 
     Raises
     ------
@@ -153,6 +157,7 @@ class FoldedConv:
     preadd: bool = True
     arith: str = DEFAULT_ARITH
     weights: str = "rom"
+    spram: bool = False
 
     def __post_init__(self):
         g, where = self.geometry, self.where
@@ -174,6 +179,9 @@ class FoldedConv:
         if self.weights not in WEIGHT_SOURCES:
             raise FoldingError(f"{where}: field 'weights' must be one of "
                                f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {self.weights!r}")
+        if self.spram and self.weights != "load":
+            raise FoldingError(f"{where}: weights in SPRAM need weights = \"load\" (SPRAM "
+                               f"has no initial contents; the load port writes it)")
         object.__setattr__(self, "preadd", bool(self.preadd) and g.w_dup > 1)
 
     @property
@@ -319,7 +327,7 @@ class FoldedConv:
         there is one (with ``weights = "load"``: written through the load port, in this
         order), the line buffer."""
         w, rom = self.weight_rom, self.weights == "rom"
-        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, rom, not rom)
+        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, rom, not rom, self.spram)
                for p in range(self.pe)]
         t = self.threshold_rom
         if t is not None:

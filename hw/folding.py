@@ -7,6 +7,7 @@ top-level ``preadd`` and ``arith`` fields::
     preadd = true
     arith = "xnor"      # MVTU datapath: "xnor" (default), "gated" or "addsub"
     weights = "rom"     # "rom" (default): initialised memories; "load": the load port
+    spram = ["conv6"]   # optional, with weights = "load": these layers' weights in SPRAM
     [conv1]
     pe = 8
     simd = 6
@@ -42,12 +43,14 @@ class Folding:
     weight bit before gating (w_dup > 1 layers); ``arith``: the MVTU datapath arithmetic
     (:data:`dupnet.hw.folded.ARITHMETICS`); ``pools``: max-pool name -> lanes (channels per
     beat), for the pools that do not take their upstream's lanes; ``weights``: where the
-    weights and thresholds come from (:data:`dupnet.hw.folded.WEIGHT_SOURCES`)."""
+    weights and thresholds come from (:data:`dupnet.hw.folded.WEIGHT_SOURCES`); ``spram``:
+    the conv layers whose weight memories are iCE40 SPRAM blocks (with ``weights = "load"``)."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
     arith: str = DEFAULT_ARITH
     pools: dict[str, int] = field(default_factory=dict)
     weights: str = "rom"
+    spram: tuple[str, ...] = ()
 
     def __getitem__(self, name: str) -> tuple[int, int]:
         return self.layers[name]
@@ -64,6 +67,8 @@ class Folding:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"preadd": self.preadd, "arith": self.arith,
                              "weights": self.weights}
+        if self.spram:
+            d["spram"] = list(self.spram)
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
         for name, lanes in self.pools.items():
@@ -73,7 +78,10 @@ class Folding:
     def to_toml(self) -> str:
         lines = ["# DupNet folding: (PE, SIMD) per conv layer (docs/hardware.md)",
                  f"preadd = {'true' if self.preadd else 'false'}", f'arith = "{self.arith}"',
-                 f'weights = "{self.weights}"', ""]
+                 f'weights = "{self.weights}"']
+        if self.spram:
+            lines.append("spram = [" + ", ".join(f'"{n}"' for n in self.spram) + "]")
+        lines.append("")
         for name, (pe, simd) in self.layers.items():
             lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", ""]
         for name, lanes in self.pools.items():
@@ -98,10 +106,14 @@ def _parse(data: Any, where: str) -> Folding:
     if weights not in WEIGHT_SOURCES:
         raise FoldingError(f"{where}: field 'weights' must be one of "
                            f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {weights!r}")
+    spram = data.get("spram", [])
+    if not isinstance(spram, list) or not all(isinstance(n, str) for n in spram):
+        raise FoldingError(f"{where}: field 'spram' must be a list of conv layer names, got "
+                           f"{spram!r}")
     layers: dict[str, tuple[int, int]] = {}
     pools: dict[str, int] = {}
     for name, entry in data.items():
-        if name in ("preadd", "arith", "weights"):
+        if name in ("preadd", "arith", "weights", "spram"):
             continue
         lw = f"{where}: layer {name!r}"
         if not isinstance(entry, dict):
@@ -124,7 +136,8 @@ def _parse(data: Any, where: str) -> Folding:
             pools[name] = vals[0]
         else:
             layers[name] = (vals[0], vals[1])
-    return Folding(layers, preadd=preadd, arith=arith, pools=pools, weights=weights)
+    return Folding(layers, preadd=preadd, arith=arith, pools=pools, weights=weights,
+                   spram=tuple(spram))
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -158,6 +171,11 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
     if unknown:
         raise FoldingError(f"{where}: unknown layer(s) {', '.join(map(repr, unknown))}; the "
                            f"conv layers of {config.name!r} are {', '.join(g.name for g in geoms)}")
+    unknown = sorted(set(folding.spram) - names)
+    if unknown:
+        raise FoldingError(f"{where}: field 'spram' names unknown conv layer(s) "
+                           f"{', '.join(map(repr, unknown))}; the conv layers of "
+                           f"{config.name!r} are {', '.join(g.name for g in geoms)}")
     others = [g.name for g in network_geometry(config) if g.name not in names]
     unknown = sorted(set(folding.pools) - set(others))
     if unknown:
@@ -171,7 +189,7 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
         pe, simd = folding.layers[g.name]
         try:
             FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
-                       weights=folding.weights)
+                       weights=folding.weights, spram=g.name in folding.spram)
         except FoldingError as e:
             raise FoldingError(f"{where}: {e}") from None
 

@@ -16,6 +16,7 @@ from .top import DupNetAccelerator, output_layout
 from .folded import FoldingError
 from .folding import Folding
 from .lint import waiver_file_text
+from .spram import GENERATOR_PLATFORM
 from .yosys import rtlil_to_verilog
 
 __all__ = ["GeneratedDesign", "generate_verilog", "write_design", "count_verilog_memory_bits"]
@@ -75,7 +76,7 @@ def generate_verilog(artifact: Artifact, folding: Folding, pixels_per_beat: int 
     top = DupNetAccelerator(artifact, folding, pixels_per_beat=pixels_per_beat, probes=probes,
                             preadd=preadd)
     folding = top.folding
-    il = rtlil.convert(top, name=name, emit_src=False)
+    il = rtlil.convert(top, name=name, emit_src=False, platform=GENERATOR_PLATFORM)
     text = rtlil_to_verilog(il, strip_internal_attrs=True)
     text = text.replace("\r\n", "\n")
     digest = hashlib.sha256(text.encode()).hexdigest()

@@ -80,10 +80,11 @@ class LintResult:
 def lint_verilog(verilog: str, top: str | None = None, waivers: bool = True,
                  timeout: float = 600) -> LintResult:
     """Run ``verilator --lint-only -Wall`` on Verilog text (with the waiver file)."""
+    from .spram import with_cell_models
     exe, env = verilator_bin()
     with tempfile.TemporaryDirectory(prefix="dupnet-lint-") as d:
         vpath = Path(d) / "design.v"
-        vpath.write_text(verilog)
+        vpath.write_text(with_cell_models(verilog))
         cmd = [exe, "--lint-only", "-Wall"]
         if top:
             cmd += ["--top-module", top]

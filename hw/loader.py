@@ -135,13 +135,14 @@ class WeightLoader(wiring.Component):
                      self.loaded.eq(done & ~commit & ~unpacking)]
         m.d.sync += commit.eq(0)
         state = (seg, addr, sub, k, commit, commit_seg, commit_addr, unpacking, done)
-        with m.Switch(seg):
-            for n, s in enumerate(segs):
-                with m.Case(n):
-                    if s.entries_per_word > 1:
-                        self._packed(m, s, n, state, accept, n == len(segs) - 1)
-                    else:
-                        self._split(m, s, n, state, accept, n == len(segs) - 1)
+        for n, s in enumerate(segs):
+            # (an If per segment, not a Switch: Yosys writes a Switch without a default case,
+            # which the lint flags)
+            with m.If(seg == n):
+                if s.entries_per_word > 1:
+                    self._packed(m, s, n, state, accept, n == len(segs) - 1)
+                else:
+                    self._split(m, s, n, state, accept, n == len(segs) - 1)
         for n, (p_addr, _, p_en) in enumerate(self.ports):
             m.d.comb += [p_addr.eq(Mux(unpacking, addr, commit_addr)),
                          p_en.eq((commit & (commit_seg == n)) | (unpacking & (seg == n)))]

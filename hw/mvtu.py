@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from .folded import WEIGHT_ROM, FoldedConv
 from .mvtu_arith import adder_tree, arithmetic_for
+from .spram import SpramMemory
 from .stream_layout import pack_lanes
 
 __all__ = ["MVTU", "weight_rom_images", "memory_images"]
@@ -134,10 +135,14 @@ class MVTU(wiring.Component):
 
     def _memory(self, lm, image: list[int]) -> Memory:
         """A weight / threshold memory: initialised with ``image`` (ROM weights), or empty
-        with a write port for the loader (``weights = "load"``)."""
+        with a write port for the loader (``weights = "load"``), in SPRAM blocks where the
+        layer puts its weights there."""
         if self.layer.weights == "rom":
             return Memory(shape=unsigned(lm.width), depth=lm.depth, init=image)
-        mem = Memory(shape=unsigned(lm.width), depth=lm.depth, init=[])
+        if lm.spram:
+            mem = SpramMemory(lm.depth, lm.width)
+        else:
+            mem = Memory(shape=unsigned(lm.width), depth=lm.depth, init=[])
         self.load_ports.append((lm.name, mem.write_port()))
         return mem
 

@@ -44,6 +44,7 @@ from typing import Iterator, Sequence
 
 from ..errors import DupnetError
 from ..files import atomic_write_text
+from ..hw.spram import with_cell_models
 from .toolchain import (PCH_MAKE_VARS, apply_to_process_env, find_toolchain, verilator_env,
                         waves_format)
 
@@ -203,6 +204,7 @@ def build_model(verilog: str, top: str, design_hash: str | None = None, *,
     if kind not in ("cocotb", "cpp"):
         raise ValueError(f"kind must be 'cocotb' or 'cpp', got {kind!r}")
     tc = apply_to_process_env()
+    verilog = with_cell_models(verilog)       # vendor cells (SPRAM): Yosys' simulation models
     vhash = hashlib.sha256(verilog.encode()).hexdigest()
     design_hash = (design_hash or vhash)[:16]
     mv = dict(PCH_MAKE_VARS)

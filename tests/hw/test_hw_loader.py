@@ -74,7 +74,10 @@ def test_load_run_reset_reload_run(small_cfg, name):
     """Artifact A is loaded while its frames already wait at the input (held, never computed
     on stale weights); then reset, a third of B's image, reset (mid-load), B's whole image and
     B's frames: every output word equals each artifact's golden model."""
-    folding = LOAD[name]
+    _load_run_reload(small_cfg, LOAD[name])
+
+
+def _load_run_reload(small_cfg, folding):
     art_a, art_b = random_artifact(small_cfg, seed=11), random_artifact(small_cfg, seed=12)
     imgs_a, imgs_b = _images(small_cfg, 2, 1), _images(small_cfg, 2, 2)
     dut = DupNetAccelerator(art_a, folding)
@@ -145,3 +148,54 @@ def test_frames_are_held_until_loaded(small_art):
     last = segments[-1]
     assert seen["loaded_at"] is not None and seen["loaded_at"] <= last.entries_per_word + 1
     assert seen["load_ready_after"] == 0
+
+
+# ---- weights in iCE40 SPRAM (SB_SPRAM256KA), loaded through the load port
+
+SPRAM = dataclasses.replace(LOAD["mixed"], spram=("conv2", "conv3"))
+
+
+def test_spram_design_instantiates_the_cells_and_lints(small_art):
+    """The generated Verilog instantiates one SB_SPRAM256KA per 16 bits of width and 16384
+    words of depth of each SPRAM weight memory, and passes the lint with Yosys' model of the
+    cell (the model Verilator simulates)."""
+    from dupnet.hw.kinds import fold_network
+    from dupnet.hw.lint import lint_verilog
+    from dupnet.hw.spram import spram_blocks
+    design = generate_verilog(small_art, SPRAM)
+    want = sum(spram_blocks(m.depth, m.width) for f in fold_network(small_art.config, SPRAM)
+               for m in getattr(f, "memories", []) if m.spram)
+    assert want == 4 + 2          # conv2: PE 4 memories, conv3: PE 2 (each 1 block)
+    assert design.verilog.count("  SB_SPRAM256KA ") == want
+    r = lint_verilog(design.verilog, top=design.top_name)
+    assert r.ok, r.output[-3000:]
+
+
+def test_spram_needs_load_weights(small_cfg):
+    from dupnet.hw.folded import FoldingError
+    from dupnet.hw.folding import validate_folding
+    with pytest.raises(FoldingError, match=r"layer 2 \(conv2\): weights in SPRAM need "
+                                           r"weights = \"load\""):
+        validate_folding(small_cfg, dataclasses.replace(FOLDINGS["mixed"], spram=("conv2",)))
+    with pytest.raises(FoldingError, match=r"field 'spram' names unknown conv layer\(s\) "
+                                           r"'conv9'"):
+        validate_folding(small_cfg, dataclasses.replace(SPRAM, spram=("conv9",)))
+
+
+def test_spram_memory_blocks_in_depth_and_width():
+    """A 40000 x 20 memory: 2 columns x 3 rows of blocks, the row picked by the high address
+    bits and registered for the read data."""
+    from amaranth.back import rtlil
+
+    from dupnet.hw.spram import GENERATOR_PLATFORM, SpramMemory
+    mem = SpramMemory(40000, 20)
+    assert mem.blocks == 6
+    text = rtlil.convert(mem, platform=GENERATOR_PLATFORM, ports=[
+        mem.read_port().addr, mem.read_port().en, mem.read_port().data,
+        mem.write_port().addr, mem.write_port().data, mem.write_port().en])
+    assert text.count("cell \\SB_SPRAM256KA") == 6
+
+
+def test_spram_behavioural_model_in_the_amaranth_simulator(small_cfg):
+    """The Amaranth simulator runs the SPRAM memories' equivalent model: load, run, reload."""
+    _load_run_reload(small_cfg, SPRAM)

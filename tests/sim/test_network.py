@@ -121,6 +121,25 @@ def test_load_port_reload_another_artifact(sim_row):
     assert not res.ok
 
 
+def test_spram_weights_on_verilator(sim_row):
+    """Two layers' weights in SB_SPRAM256KA cells, simulated by Yosys' own model of the cell
+    (the Verilog Yosys maps to SPRAM): loaded through the load port, frames with stalls and a
+    reset scenario with a reload, every word compared."""
+    import dataclasses
+    cfg = config("dup")
+    art = random_artifact(cfg, seed=5)
+    fold = dataclasses.replace(case_folding(cfg, "mixed+load"), spram=("conv2", "conv3"))
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, 5), probes=True, stall_in=0.3,
+                                 stall_out=0.3, seed=4)
+    assert "SB_SPRAM256KA" in des.verilog
+    _row(sim_row, "net dup/mixed+load+spram", res, des)
+    assert res.ok, res.describe_failure()
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, 6), scenario="reset", seed=5,
+                                 design=des)
+    _row(sim_row, "net dup/mixed+load+spram reset", res, des)
+    assert res.ok, res.describe_failure()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,fold_kind,stall,kind,ppb", SLOW_CASES,
                          ids=[f"{c[0]}-{c[1]}-ppb{c[4]}" for c in SLOW_CASES])
