@@ -11,11 +11,10 @@ is not given):
 Each variant is trained (``DIR/variants/<name>/train/``, checkpointed every epoch, resumed),
 exported (``model.dupnet``), evaluated by PyTorch and by the golden model (the two APs must be
 equal), costed as ``dupnet table`` costs a config (on-chip KiB, binary ops per frame) and, per
-target device, given the fastest folding whose calibrated analytic estimate (LUT, FF, block
-RAM; :func:`dupnet.hw.budget.report.calibrated_totals`) fits the device: the folding of
-:func:`dupnet.hw.autofold.auto_folding` for the largest LUT6 budget whose design fits
-(:func:`best_fitting_folding`).  Frames/s are the device clock (:func:`device_clock`) over the
-analytic cycles per frame.
+target device, given the design ``dupnet rtl --device`` would build: the fastest folding and
+memory mapping whose calibrated analytic estimate (LUT and FF within a margin, block RAM,
+SPRAM) fits the device (:func:`dupnet.hw.budget.devicefit.fit_device`).  Frames/s are the
+device clock (:func:`device_clock`) over the analytic cycles per frame.
 
 A variant is finished when its ``result.json`` exists (written atomically, last); a rerun
 skips it.  :func:`collect` gathers every finished variant into ``DIR/explore.json``,
@@ -41,7 +40,7 @@ from .errors import DupnetError
 from .files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["ExploreError", "ExploreOptions", "Variant", "parse_int_list", "parse_clocks",
-           "make_variants", "variant_config", "device_clock", "best_fitting_folding",
+           "make_variants", "variant_config", "device_clock",
            "device_estimate", "pareto_front", "run_variant", "run_explore", "collect",
            "plan_commands", "variant_command", "canonical_config", "check_clock_devices",
            "save_options", "load_options", "summary_table", "render_markdown", "render_html",
@@ -51,11 +50,10 @@ RESULT = "result.json"
 TRAINED = "trained.json"
 OPTIONS_FILE = "explore-options.json"
 #: the resources a device estimate is fitted on (the calibrated model estimates these)
-FIT_RESOURCES = ("lut", "ff", "bram")
+FIT_RESOURCES = ("lut", "ff", "bram", "spram")
 #: options that a variant's training depends on: a rerun into the same folder must keep them
 TRAINING_OPTIONS = ("data", "epochs", "n_train", "n_test", "batch_size")
 AXES = (("w_dup", "w", "--w-dup"), ("act_bits", "a", "--act-bits"), ("x_dup", "x", "--x-dup"))
-_SLOWEST = 1 << 62            # a cycles/frame target every folding meets: the most folded one
 _AP_TOLERANCE = 1e-9
 
 
@@ -259,81 +257,27 @@ def device_clock(device, overrides: dict[str, float] | None = None) -> tuple[flo
     return REFERENCE_CLOCK_HZ / 1e6, "analytic reference clock (no pnr_freq_mhz)"
 
 
-@dataclass
-class _Point:
-    """One folding on one device: the analytic pipeline, calibrated totals and their fit."""
-    budget: int
-    folding: Any
-    model: Any
-    estimate: dict[str, float]
-    fit: Any
-
-
-def _estimate(cfg, folding, budget: int, geoms: dict, device, calib: dict) -> _Point:
-    from .hw.budget.fit import fit_summary
-    from .hw.budget.report import calibrated_totals
-    from .hw.pipeline import pipeline_model
-    pm = pipeline_model(cfg, folding)
-    model = {"layers": [m.to_json() for m in pm.layers], "lut_estimate": pm.lut_estimate,
-             "ff_estimate": pm.ff_estimate}
-    est, _ = calibrated_totals(model, geoms, device, calib)
-    return _Point(budget, folding, pm, est, fit_summary(est, device.capacity, FIT_RESOURCES))
-
-
-def best_fitting_folding(cfg, device, calib: dict) -> _Point:
-    """The fastest folding of ``cfg`` that fits ``device`` by the calibrated estimate.
-
-    The candidates are :func:`~dupnet.hw.autofold.auto_folding` under a LUT6 budget (the
-    ``dupnet rtl --lut-budget`` folding), from the most folded design's estimate to the
-    fastest design's; a binary search finds the largest budget whose calibrated LUT, FF and
-    block-RAM totals fit.  When even the most folded design does not fit, that design is
-    returned (its ``fit.fits`` is False).
-    """
-    from .hw.autofold import auto_folding
-    from .sw.config import network_geometry
-    geoms = {g.name: g for g in network_geometry(cfg)}
-
-    def at(budget: int) -> _Point:
-        return _estimate(cfg, auto_folding(cfg, lut_budget=budget), budget, geoms, device,
-                         calib)
-    most = _estimate(cfg, auto_folding(cfg, target_cycles=_SLOWEST), 0, geoms, device, calib)
-    lo = most.model.lut_estimate
-    fastest = at(1 << 40)
-    hi = fastest.model.lut_estimate
-    if fastest.fit.fits:
-        fastest.budget = hi
-        return fastest
-    best = at(lo)
-    if not best.fit.fits:
-        return best
-    while hi - lo > 1:                   # lo fits, hi does not
-        mid = (lo + hi) // 2
-        p = at(mid)
-        if p.fit.fits:
-            lo, best = mid, p
-        else:
-            hi = mid
-    return best
-
-
 def device_estimate(cfg, device, calib: dict, clocks: dict[str, float] | None = None
                     ) -> dict[str, Any]:
-    """A variant on one device: the best fitting folding and its LUT / FF / BRAM / frames/s
-    (calibrated analytic model; :func:`best_fitting_folding`, :func:`device_clock`)."""
-    from .hw.budget.fit import frames_per_second
+    """A variant on one device: the design :func:`dupnet.hw.budget.devicefit.fit_device`
+    chooses (the fastest fitting folding and memory mapping, LUT / FF within its margin) and
+    its LUT / FF / BRAM / SPRAM / frames/s (calibrated analytic model, :func:`device_clock`);
+    the most folded design with ``fits: false`` when nothing fits."""
+    from .hw.budget.devicefit import DEFAULT_MARGIN, fit_device
     from .hw.folded import FoldingError
+    mhz, source = device_clock(device, clocks)
     try:
-        p = best_fitting_folding(cfg, device, calib)
+        p = fit_device(cfg, device, calib, clock_mhz=mhz, strict=False)
     except (FoldingError, KeyError) as e:
         raise ExploreError(f"{cfg.name} on {device.name}: no folding estimate ({e})") from None
-    mhz, source = device_clock(device, clocks)
-    cycles = p.model.cycles_per_frame
     return {"fits": p.fit.fits, "lut": round(p.estimate["lut"]), "ff": round(p.estimate["ff"]),
-            "bram": round(p.estimate["bram"], 1), "fps": round(frames_per_second(mhz, cycles), 1),
-            "cycles_per_frame": cycles, "bottleneck": p.model.bottleneck_layer,
-            "clock_mhz": mhz, "clock_source": source, "binding": p.fit.binding,
-            "over": p.fit.over, "lut6_budget": p.budget, "lut_label": device.lut_label,
+            "bram": round(p.estimate["bram"], 1), "spram": round(p.estimate["spram"], 1),
+            "fps": round(p.fps, 1), "cycles_per_frame": p.model.cycles_per_frame,
+            "bottleneck": p.model.bottleneck_layer, "clock_mhz": mhz, "clock_source": source,
+            "binding": p.fit.binding, "over": p.fit.over, "lut6_budget": p.budget,
+            "lut_margin": DEFAULT_MARGIN, "lut_label": device.lut_label,
             "capacity": {r: device.capacity[r] for r in FIT_RESOURCES},
+            "weights": p.folding.weights, "spram_layers": list(p.folding.spram),
             "folding": {n: list(v) for n, v in p.folding.layers.items()},
             "folding_toml": p.folding.to_toml()}
 

@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dupnet.sw.config import ConvGeometry, PoolGeometry
+from dupnet.sw.config import ConvGeometry
 
 from .compressor import compressor_luts
 from .folded import DEFAULT_ARITH, FoldedConv, FoldedPool
@@ -134,6 +134,8 @@ class LayerModel:
     preadd: bool | None = None
     arith: str | None = None
     stride: int | None = None
+    weights: str | None = None     # conv: "rom" or "load" (dupnet.hw.folded.WEIGHT_SOURCES)
+    spram: bool | None = None      # conv: its weight memories are SPRAM blocks
 
     @property
     def in_pixels(self) -> int:
@@ -214,7 +216,8 @@ def conv_model(f: FoldedConv) -> LayerModel:
         mux_lut_estimate=int(mux), pe=f.pe, simd=f.simd, sf=f.sf, nf=f.nf, lanes=f.lanes,
         in_lanes=f.in_lanes, out_lanes=f.out_lanes,
         k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=g.in_bits, out_bits=g.out_bits,
-        acc_bits=g.acc_bits, is_last=g.is_last, preadd=f.preadd, arith=f.arith)
+        acc_bits=g.acc_bits, is_last=g.is_last, preadd=f.preadd, arith=f.arith,
+        weights=f.weights, spram=f.spram or None)
 
 
 def pool_model(f: FoldedPool) -> LayerModel:

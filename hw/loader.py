@@ -19,6 +19,7 @@ docs/artifact.md, "Load image", has the file formats.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
@@ -28,6 +29,7 @@ from dupnet.sw.artifact import Artifact
 
 from .folding import Folding
 from .kinds import fold_network, hw_kind
+from .spram import spram_shape
 
 __all__ = ["LOAD_WORD_BITS", "LoadSegment", "load_segments", "load_image", "write_load_image",
            "WeightLoader"]
@@ -44,6 +46,8 @@ class LoadSegment:
     memory: str
     depth: int
     width: int
+    #: memory words per written word (an SPRAM memory packs narrow words, :func:`spram_shape`)
+    packing: int = 1
 
     @property
     def words_per_entry(self) -> int:
@@ -65,8 +69,17 @@ def load_segments(config, folding: Folding) -> list[LoadSegment]:
     each layer, :attr:`FoldedConv.memories` order); empty unless ``folding.weights == "load"``."""
     if folding.weights != "load":
         return []
-    return [LoadSegment(f.geometry.name, lm.name, lm.depth, lm.width)
+    return [_segment(f.geometry.name, lm)
             for f in fold_network(config, folding) for lm in f.memories if lm.loaded]
+
+
+def _segment(layer: str, lm) -> LoadSegment:
+    """The words the loader writes into memory ``lm``: an SPRAM memory's packed words
+    (:func:`spram_shape`), else the memory's own."""
+    if not lm.spram:
+        return LoadSegment(layer, lm.name, lm.depth, lm.width)
+    depth, width = spram_shape(lm.depth, lm.width)
+    return LoadSegment(layer, lm.name, depth, width, width // lm.width)
 
 
 def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment], list[int]]:
@@ -81,12 +94,20 @@ def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment],
     words: list[int] = []
     mask = (1 << LOAD_WORD_BITS) - 1
     for seg in segments:
-        image = [int(e) & ((1 << seg.width) - 1) for e in images[seg.layer][seg.memory]]
+        image = _pack(images[seg.layer][seg.memory], seg.packing, seg.width // seg.packing)
         n = seg.entries_per_word
         for i in range(0, len(image), n):
             v = sum(e << (k * seg.width) for k, e in enumerate(image[i:i + n]))
             words += [(v >> (k * LOAD_WORD_BITS)) & mask for k in range(seg.words_per_entry)]
     return segments, words
+
+
+def _pack(entries: list[int], n: int, width: int) -> list[int]:
+    """``n`` consecutive ``width``-bit entries per word, the first in the least significant
+    bits."""
+    mask = (1 << width) - 1
+    return [sum((int(e) & mask) << (k * width) for k, e in enumerate(entries[i:i + n]))
+            for i in range(0, len(entries), n)]
 
 
 class WeightLoader(wiring.Component):
@@ -184,7 +205,7 @@ class WeightLoader(wiring.Component):
             self._next_entry(m, s, n, seg, addr, done, last_segment)
 
 
-def write_load_image(artifact: Artifact, folding: Folding, out_dir) -> dict[str, "Path"]:
+def write_load_image(artifact: Artifact, folding: Folding, out_dir) -> dict[str, Any]:
     """Write the load image of ``artifact`` at ``folding`` (its ``weights`` field is taken as
     ``"load"``) into ``out_dir``, atomically: ``weights.bin`` (little-endian
     ``LOAD_WORD_BITS``-bit words), ``weights.hex`` (``$readmemh``: one word per line, 8 hex

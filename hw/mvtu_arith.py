@@ -39,7 +39,6 @@ from __future__ import annotations
 import numpy as np
 from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import Shape
-from amaranth.lib.memory import Memory
 
 from .compressor import compress_heap, heap_of_terms
 from .folded import OFFSET_ROM, FoldedConv

@@ -27,6 +27,7 @@ from amaranth import Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mu
 from amaranth.lib.memory import Memory
 
 __all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_CELL", "SpramMemory", "spram_blocks",
+           "spram_packing", "spram_shape",
            "GENERATOR_PLATFORM", "spram_sim_model", "with_cell_models"]
 
 SPRAM_DEPTH = 16384
@@ -34,9 +35,27 @@ SPRAM_WIDTH = 16
 SPRAM_CELL = "SB_SPRAM256KA"
 
 
+def spram_packing(width: int) -> int:
+    """Memory words per SPRAM word: for a narrow memory (packed narrow-and-deep) the largest
+    power of two up to ``16 // width`` (the word is picked by the low address bits, no
+    divider), 1 from 9 bits up."""
+    n = max(1, SPRAM_WIDTH // width)
+    return 1 << (n.bit_length() - 1)
+
+
+def spram_shape(depth: int, width: int) -> tuple[int, int]:
+    """``(depth, width)`` of a memory as its SPRAM blocks hold it: narrow words packed
+    ``n = spram_packing(width)`` to an SPRAM word (``ceil(depth/n)`` words of ``n*width``
+    bits), wider ones as they are. The write port (the loader's) takes words of this shape."""
+    n = spram_packing(width)
+    return -(-depth // n), n * width
+
+
 def spram_blocks(depth: int, width: int) -> int:
-    """SPRAM blocks of a ``depth x width`` memory: ``ceil(width/16) * ceil(depth/16384)``."""
-    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
+    """SPRAM blocks of a ``depth x width`` memory (:func:`spram_shape`): ``ceil(w'/16) *
+    ceil(d'/16384)``."""
+    d, w = spram_shape(depth, width)
+    return -(-w // SPRAM_WIDTH) * -(-d // SPRAM_DEPTH)
 
 
 class _GeneratorPlatform:
@@ -49,7 +68,11 @@ GENERATOR_PLATFORM = _GeneratorPlatform()
 
 
 class SpramMemory(Elaboratable):
-    """A ``depth x width`` memory in SPRAM blocks (see the module docstring).
+    """A ``depth x width`` memory in SPRAM blocks (see the module docstring); a memory
+    narrower than 16 bits is packed ``n = spram_packing(width)`` words to an SPRAM word
+    (:func:`spram_shape`): a read selects its word from the SPRAM word by the registered low
+    address, a write writes a whole SPRAM word of ``n`` memory words (the first in the least
+    significant bits).
 
     Parameters
     ----------
@@ -63,6 +86,8 @@ class SpramMemory(Elaboratable):
         ``unsigned(width)`` (as ``lib.memory.Memory``).
     blocks : int
         SPRAM blocks instantiated.
+    packing : int
+        Memory words per SPRAM word.
     """
 
     def __init__(self, depth: int, width: int):
@@ -71,39 +96,55 @@ class SpramMemory(Elaboratable):
                              f"{depth} x {width}")
         self.depth, self.shape = depth, unsigned(width)
         self.blocks = spram_blocks(depth, width)
+        self.packing = spram_packing(width)
+        pdepth, pwidth = spram_shape(depth, width)
         self._read = SimpleNamespace(addr=Signal(range(max(2, depth)), name="spram_raddr"),
                                      data=Signal(width, name="spram_rdata"),
                                      en=Signal(init=1, name="spram_ren"))
-        self._write = SimpleNamespace(addr=Signal(range(max(2, depth)), name="spram_waddr"),
-                                      data=Signal(width, name="spram_wdata"),
+        self._write = SimpleNamespace(addr=Signal(range(max(2, pdepth)), name="spram_waddr"),
+                                      data=Signal(pwidth, name="spram_wdata"),
                                       en=Signal(name="spram_wen"))
 
     def read_port(self):
-        """The read port: ``addr``, ``en`` in, ``data`` (registered) out."""
+        """The read port: ``addr`` (memory word), ``en`` in, ``data`` (registered) out."""
         return self._read
 
     def write_port(self):
-        """The write port: ``addr``, ``data``, ``en``; a write takes the cycle's port."""
+        """The write port: ``addr`` (SPRAM word), ``data`` (``packing`` memory words),
+        ``en``; a write takes the cycle's port."""
         return self._write
 
     def elaborate(self, platform):
-        if getattr(platform, "primitives", False):
-            return self._primitives()
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self.shape, depth=self.depth, init=[])
-        wp, rp = mem.write_port(), mem.read_port()
-        m.d.comb += [wp.addr.eq(self._write.addr), wp.data.eq(self._write.data),
-                     wp.en.eq(self._write.en), rp.addr.eq(self._read.addr),
-                     rp.en.eq(self._read.en & ~self._write.en), self._read.data.eq(rp.data)]
+        r, n, width = self._read, self.packing, self.shape.width
+        # the packed read: the SPRAM word and, registered with the read, the word within it
+        word = Signal(self._write.data.shape(), name="spram_word")
+        raddr = Signal.like(self._write.addr, name="spram_word_addr")
+        sel = Signal(range(max(2, n)), name="spram_sel")
+        m.d.comb += raddr.eq(r.addr // n if n > 1 else r.addr)
+        if n > 1:
+            with m.If(r.en & ~self._write.en):
+                m.d.sync += sel.eq(r.addr % n)
+            m.d.comb += r.data.eq(word.word_select(sel, width))
+        else:
+            m.d.comb += r.data.eq(word)
+        if getattr(platform, "primitives", False):
+            self._primitives(m, raddr, word)
+        else:
+            pdepth, pwidth = spram_shape(self.depth, width)
+            m.submodules.mem = mem = Memory(shape=unsigned(pwidth), depth=pdepth, init=[])
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.addr.eq(self._write.addr), wp.data.eq(self._write.data),
+                         wp.en.eq(self._write.en), rp.addr.eq(raddr),
+                         rp.en.eq(r.en & ~self._write.en), word.eq(rp.data)]
         return m
 
-    def _primitives(self):
-        m = Module()
+    def _primitives(self, m, raddr, word):
         r, w = self._read, self._write
-        width = self.shape.width
-        cols, rows = -(-width // SPRAM_WIDTH), -(-self.depth // SPRAM_DEPTH)
-        addr = Signal(range(max(2, self.depth)), name="spram_addr")
-        m.d.comb += addr.eq(Mux(w.en, w.addr, r.addr))
+        pdepth, width = spram_shape(self.depth, self.shape.width)
+        cols, rows = -(-width // SPRAM_WIDTH), -(-pdepth // SPRAM_DEPTH)
+        addr = Signal(range(max(2, pdepth)), name="spram_addr")
+        m.d.comb += addr.eq(Mux(w.en, w.addr, raddr))
         row = addr[14:] if rows > 1 else Const(0, 1)
         row_r = Signal(range(max(2, rows)), name="spram_row_r")
         with m.If(r.en & ~w.en):
@@ -128,8 +169,7 @@ class SpramMemory(Elaboratable):
         data = outs[-1]
         for y in reversed(range(rows - 1)):      # the registered row picks the block's data
             data = Mux(row_r == y, outs[y], data)
-        m.d.comb += r.data.eq(data)
-        return m
+        m.d.comb += word.eq(data)
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,8 @@ needs no data files.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -64,6 +66,12 @@ typedef VerilatedVcdC TraceT;
 #define O_VALID o___05Fvalid
 #define O_READY o___05Fready
 #define O_PAYLOAD o___05Fpayload
+#ifdef DUPNET_LOAD
+// a design with a load port (weights = "load"): the load image is streamed from reset
+#define L_VALID load___05Fvalid
+#define L_READY load___05Fready
+#define L_PAYLOAD load___05Fpayload
+#endif
 
 template <typename T> static void set_bits(T& dst, const uint32_t* w, int n) {
     if constexpr (std::is_integral<T>::value) {
@@ -143,6 +151,22 @@ int main(int argc, char** argv) {
     uint64_t cycle = 0, main_time = 0;
     long frames_out = 0;
 
+#ifdef DUPNET_LOAD
+    // the load image: $DUPNET_LOAD_FILE, $DUPNET_LOAD_WORDS little-endian uint32 words
+    std::vector<uint32_t> load(atol(getenv("DUPNET_LOAD_WORDS") ? getenv("DUPNET_LOAD_WORDS")
+                                                                  : "0"));
+    {
+        const char* lf = getenv("DUPNET_LOAD_FILE");
+        FILE* g = lf ? fopen(lf, "rb") : nullptr;
+        if (!g || fread(load.data(), 4, load.size(), g) != load.size()) {
+            fprintf(stderr, "cannot read the load image $DUPNET_LOAD_FILE\n");
+            return 2;
+        }
+        fclose(g);
+    }
+    size_t next_load = 0;
+    top->L_VALID = 0;
+#endif
     top->clk = 0; top->rst = 1; top->I_VALID = 0; top->O_READY = 0;
     for (int k = 0; k < 3; k++) {
         top->clk = 0; top->eval(); top->clk = 1; top->eval();
@@ -158,6 +182,10 @@ int main(int argc, char** argv) {
             top->I_VALID = 0;
         }
         top->O_READY = (p_out > 0 && rout.next() < p_out) ? 0 : 1;
+#ifdef DUPNET_LOAD
+        top->L_VALID = next_load < load.size();
+        if (next_load < load.size()) top->L_PAYLOAD = load[next_load];
+#endif
         top->clk = 0;
         top->eval();
         const bool in_window = cycle >= w_from && cycle < w_until;
@@ -166,6 +194,9 @@ int main(int argc, char** argv) {
 #endif
         main_time += half;
         bool in_fire = offering && top->I_READY;
+#ifdef DUPNET_LOAD
+        if (top->L_VALID && top->L_READY) next_load++;
+#endif
         bool out_fire = top->O_VALID && top->O_READY;
         if (out_fire) {
             get_bits(top->O_PAYLOAD, wbuf, out_words);
@@ -234,9 +265,12 @@ def _driver_source(dir_: Path) -> Path:
 def build_cpp_model(verilog: str, top: str, design_hash: str | None = None, *,
                     opt: str = "-O2", threads: int = 1, waves: bool = False,
                     jobs: int | None = None, log=None) -> VerilatedModel:
-    """Build (or reuse) the C++-driver model of ``verilog``."""
+    """Build (or reuse) the C++-driver model of ``verilog`` (with the load stream when the
+    design has a ``load`` port)."""
     src = _driver_source(cache_root() / "cpp-driver")
     vargs = ["--threads", str(threads)] if threads > 1 else []
+    if re.search(r"\binput\s+(\[\d+:0\]\s+)?load__valid\b", verilog):
+        vargs += ["-CFLAGS", "-DDUPNET_LOAD"]
     return build_model(verilog, top, design_hash, kind="cpp", waves=waves, opt=opt,
                        verilator_args=vargs, cpp_sources=[src], jobs=jobs, log=log)
 
@@ -270,13 +304,14 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
             expected: np.ndarray, run_dir: Path, *, in_width: int, pixels_per_beat: int = 1,
             stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 0,
             max_cycles: int = 1 << 40, waves: bool = False,
-            waves_window: WavesWindow | None = None, timeout_s: float | None = None
-            ) -> CppResult:
+            waves_window: WavesWindow | None = None, timeout_s: float | None = None,
+            load_words: list[int] | None = None) -> CppResult:
     """Run the C++-driver model on ``images`` and compare every output word with ``expected``.
 
     ``in_width``: width of ``i__payload`` in bits; ``layout``: the output word layout.
     ``waves`` (a model built with ``waves=True``): write ``run_dir/waves.vcd`` (``.fst``
-    where supported), only the cycles of ``waves_window`` when given.  Every word is pushed
+    where supported), only the cycles of ``waves_window`` when given.  ``load_words``: a design
+    with a load port gets this load image from reset (its frames wait for ``loaded``).  Every word is pushed
     to the scoreboard with its cycle, so a mismatch names the cycle too.
     """
     if model.kind != "cpp":
@@ -301,9 +336,13 @@ def run_cpp(model: VerilatedModel, images: np.ndarray, layer: str, layout: WordL
     if waves:
         window = waves_window or WavesWindow()
         cmd += [str(waves_path), str(window.start), str(window.until or 0)]
+    env = verilator_env()
+    if load_words is not None:
+        atomic_write_bytes(run_dir / "load.bin", np.asarray(load_words, "<u4").tobytes())
+        env = {**env, "DUPNET_LOAD_FILE": str(run_dir / "load.bin"),
+               "DUPNET_LOAD_WORDS": str(len(load_words))}
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env(),
-                       timeout=timeout_s)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     wall = time.perf_counter() - t0
     atomic_write_text(run_dir / "driver.log", r.stdout + r.stderr)
     if r.returncode:

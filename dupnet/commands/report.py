@@ -26,6 +26,9 @@ examples:
 
 
 
+from dupnet.commands._design import add_device_arguments
+
+
 def add_arguments(p):
     p.add_argument("artifact", metavar="ART",
                    help="integer artifact, or a directory written by `dupnet rtl`")
@@ -35,8 +38,10 @@ def add_arguments(p):
                    help="auto folding: at most N cycles per frame in every layer")
     g.add_argument("--lut-budget", type=int, metavar="N",
                    help="auto folding: the fastest design whose LUT estimate fits N")
+    add_device_arguments(p)
     p.add_argument("--target", "-t", action="append", metavar="LIST",
-                   help="comma-separated target names (default: all of the device list)")
+                   help="comma-separated target names (default: --device, else all of the "
+                        "device list)")
     p.add_argument("-o", "--output", default="build/report", metavar="DIR",
                    help="output directory (default build/report)")
     p.add_argument("--pixels-per-beat", type=int, default=1, metavar="P",
@@ -94,7 +99,7 @@ def _load_design(args, devices):
             f"design from {summaries[0]}"
 
     from dupnet.hw.budget.report import design_input_from_generated
-    from dupnet.hw.autofold import choose_folding
+    from dupnet.commands._design import folding_for
     from dupnet.sw.artifact import Artifact
     try:
         from dupnet.hw.generate import generate_verilog
@@ -103,8 +108,7 @@ def _load_design(args, devices):
             from None
     art = Artifact.load(args.artifact)
     cfg = art.config
-    folding, how = choose_folding(cfg, args.folding, args.target_cycles, args.lut_budget,
-                                  pixels_per_beat=args.pixels_per_beat)
+    folding, how = folding_for(cfg, args, pixels_per_beat=args.pixels_per_beat)
     gen = generate_verilog(art, folding, pixels_per_beat=args.pixels_per_beat)
     return design_input_from_generated(gen, art, gen.folding), how
 
@@ -123,6 +127,8 @@ def run(args):
     from dupnet.hw.budget.report import build_report
 
     t0 = time.monotonic()
+    if args.device and not args.target:
+        args.target = [args.device]                     # the device the design is chosen for
     devices = parse_targets(args.target, args.devices)     # unknown names fail before any work
     design, how = _load_design(args, devices)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir \

@@ -4,7 +4,9 @@ engine per layer, valid/ready streams; docs/hardware.md documents the ports) and
 of the analytic model (cycles/frame, bottleneck, latency, ROM/buffer bits, LUT/FF estimates).
 
 The folding (PE, SIMD per conv layer) comes from a file, or is chosen automatically for a
-target cycles/frame or a LUT budget. Default: the folding that meets 30 frames/s at 100 MHz.
+target cycles/frame or a LUT budget, or for a device (--device: the fastest design that fits
+it, with its memory mapping; --fps: the smallest that meets a frame rate). Default: the
+folding that meets 30 frames/s at 100 MHz.
 
 Writes DIR/<top>.v, DIR/<top>.json, DIR/folding.toml and DIR/lint_waivers.vlt.
 
@@ -14,8 +16,13 @@ examples:
   dupnet rtl build/demo-random.dupnet --folding my_folding.toml --probes -o build/rtl
   dupnet rtl build/demo-random.dupnet --lut-budget 20000 --lint -o build/rtl
   dupnet rtl build/demo-random.dupnet --weights load -o build/rtl   # + dupnet weights
+  dupnet rtl build/demo-random.dupnet --device ice40-up5k -o build/rtl
+  dupnet rtl build/demo-random.dupnet --device ecp5-25f --fps 1000 -o build/rtl
 """
 
+
+
+from dupnet.commands._design import add_device_arguments
 
 
 def add_arguments(p):
@@ -26,6 +33,7 @@ def add_arguments(p):
                    help="auto folding: at most N cycles per frame in every layer")
     g.add_argument("--lut-budget", type=int, metavar="N",
                    help="auto folding: the fastest design whose LUT estimate fits N")
+    add_device_arguments(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--name", default="dupnet_top", help="top module name (default dupnet_top)")
     p.add_argument("--pixels-per-beat", type=int, default=1, metavar="P",
@@ -51,15 +59,14 @@ def run(args):
     from dupnet.files import check_output_dir
     check_output_dir(args.output)               # before any work
 
-    from dupnet.hw.autofold import choose_folding
+    from dupnet.commands._design import folding_for
     from dupnet.hw.generate import generate_verilog, write_design
     from dupnet.sw.artifact import Artifact
 
     art = Artifact.load(args.artifact)
     cfg = art.config
-    folding, how = choose_folding(cfg, args.folding, args.target_cycles, args.lut_budget,
-                                  preadd=True if args.preadd is None else args.preadd,
-                                  pixels_per_beat=args.pixels_per_beat)
+    folding, how = folding_for(cfg, args, preadd=True if args.preadd is None else args.preadd,
+                               pixels_per_beat=args.pixels_per_beat)
     if args.preadd is not None:
         folding.preadd = args.preadd
     if args.weights is not None:

@@ -22,6 +22,9 @@ examples:
 """
 
 
+from dupnet.commands._design import add_device_arguments
+
+
 def add_arguments(p):
     import argparse
     p.add_argument("artifact", metavar="ART", help="integer artifact (dupnet export / init)")
@@ -45,6 +48,7 @@ def add_arguments(p):
     fold.add_argument("--folding", metavar="FILE", help="folding file (.toml or .json)")
     fold.add_argument("--target-cycles", type=int, metavar="N",
                       help="auto folding for at most N cycles/frame (default: as `dupnet rtl`)")
+    add_device_arguments(p)
     p.add_argument("--pixels-per-beat", type=int, default=1, metavar="P",
                    help="input pixels per stream beat (default 1)")
     p.add_argument("--probes", action="store_true",
@@ -120,7 +124,7 @@ def _frames(args, cfg):
 
 
 def run(args):
-    from dupnet.hw.autofold import choose_folding
+    from dupnet.commands._design import folding_for
     from dupnet.sim.toolchain import find_toolchain
     from dupnet.sw.artifact import Artifact
 
@@ -129,8 +133,7 @@ def run(args):
     art = Artifact.load(args.artifact)
     golden = _golden(args, art)
     cfg = art.config
-    folding, how = choose_folding(cfg, args.folding, args.target_cycles,
-                                  pixels_per_beat=args.pixels_per_beat)
+    folding, how = folding_for(cfg, args, pixels_per_beat=args.pixels_per_beat)
     images, what = _frames(args, cfg)
     n = len(images)
     tc = find_toolchain()
@@ -209,9 +212,11 @@ def _run_cpp(args, art, golden, folding, images, window):
     from dupnet.sim.cppdriver import build_cpp_model, run_cpp
     from dupnet.sim.design import check_timing, generate_cached, network_streams
     from dupnet.sim.network import Timing, WavesWindow, new_run_dir
+    from dupnet.hw.loader import load_image
     design = generate_cached(art, folding, args.pixels_per_beat, log=print)
     out, _ = network_streams(golden, folding, images)
     cfg = art.config
+    load = load_image(art, folding)[1] if folding.weights == "load" else None
 
     def simulate(waves_window):
         model = build_cpp_model(design.verilog, design.top_name, design.design_hash,
@@ -220,7 +225,7 @@ def _run_cpp(args, art, golden, folding, images, window):
                        in_width=args.pixels_per_beat * cfg.input_channels * cfg.input_bits,
                        pixels_per_beat=args.pixels_per_beat, stall_in=args.stall,
                        stall_out=args.stall, seed=args.seed, waves=waves_window is not None,
-                       waves_window=waves_window)
+                       waves_window=waves_window, load_words=load)
 
     r = simulate(window)
     st = r.stats

@@ -15,6 +15,9 @@ examples:
 """
 
 
+from dupnet.commands._design import add_device_arguments
+
+
 def add_arguments(p):
     p.add_argument("artifact", metavar="ART", help="integer artifact (dupnet export / init)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
@@ -26,18 +29,19 @@ def add_arguments(p):
                    help="auto folding: at most N cycles per frame in every layer")
     g.add_argument("--lut-budget", type=int, metavar="N",
                    help="auto folding: the fastest design whose LUT estimate fits N")
+    add_device_arguments(p)
 
 
 def run(args):
     from dupnet.files import check_output_dir
     check_output_dir(args.output)
 
-    from dupnet.hw.autofold import choose_folding
+    from dupnet.commands._design import folding_for
     from dupnet.hw.loader import write_load_image
     from dupnet.sw.artifact import Artifact
 
     art = Artifact.load(args.artifact)
-    folding, how = choose_folding(art.config, args.folding, args.target_cycles, args.lut_budget)
+    folding, how = folding_for(art.config, args)
     files = write_load_image(art, folding, args.output)
     import json
     meta = json.loads(files["json"].read_text())

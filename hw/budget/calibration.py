@@ -52,6 +52,7 @@ class LayerEstimate:
     bram: float
     features: dict[str, float]
     placements: list[MemoryPlacement] = field(default_factory=list)
+    spram: float = 0.0
 
 
 def _coefs(calib: dict[str, Any], device: Device) -> dict[str, float]:
@@ -85,8 +86,10 @@ def calibrated_layer(layer: dict[str, Any], geometry: Any, device: Device,
     feats, placements = layer_features(layer, geometry, device, c)
     lut = sum(c.get(f, 0.0) * v for f, v in feats.items())
     ff = c.get("ff", 1.0) * float(layer.get("ff_estimate", 0))
-    bram = sum(p.blocks for p in placements)
-    return LayerEstimate(lut=lut, ff=ff, bram=bram, features=feats, placements=placements)
+    bram = sum(p.blocks for p in placements if p.where == "bram")
+    spram = sum(p.blocks for p in placements if p.where == "spram")
+    return LayerEstimate(lut=lut, ff=ff, bram=bram, features=feats, placements=placements,
+                         spram=spram)
 
 
 def glue_estimate(extra_luts: float, extra_ffs: float, device: Device,

@@ -17,6 +17,7 @@ from typing import Any
 from dupnet.hw.folded import DEFAULT_ARITH, LayerMemory
 from dupnet.hw.folding import Folding
 from dupnet.hw.kinds import fold_layer
+from dupnet.hw.spram import spram_blocks
 
 from .devices import Device
 
@@ -52,15 +53,17 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
     fold = {geometry.name: (int(layer["pe"]), int(layer["simd"]))} if "pe" in layer else {}
     pools = {geometry.name: int(layer["lanes"])} if "lanes" in layer and not fold else {}
     folding = Folding(fold, preadd=bool(layer.get("preadd", True)),
-                      arith=layer.get("arith", DEFAULT_ARITH), pools=pools)
+                      arith=layer.get("arith", DEFAULT_ARITH), pools=pools,
+                      weights=layer.get("weights", "rom"),
+                      spram=(geometry.name,) if layer.get("spram") else ())
     return fold_layer(geometry, folding).memories
 
 
 @dataclass(frozen=True)
 class MemoryPlacement:
     memory: Memory
-    where: str          # "bram" | "logic"
-    blocks: float       # capacity.bram units (0 in logic)
+    where: str          # "bram" | "logic" | "spram"
+    blocks: float       # capacity.bram units (0 in logic), capacity.spram units in SPRAM
 
 
 def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> MemoryPlacement:
@@ -70,6 +73,8 @@ def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> Memory
     ``depth'`` is the depth rounded up to ``ram_depth_granule`` for RAMs (the depth of one
     LUT-RAM cell: 64 on Artix-7, 16 on ECP5; 1 where RAMs in logic are flip-flops) and the
     plain depth for ROMs."""
+    if mem.spram:          # the generator built it from SPRAM cells: one block per 16 x 16K
+        return MemoryPlacement(mem, "spram", float(spram_blocks(mem.depth, mem.width)))
     fam = device.family
     n = blocks_for(mem.depth, mem.width, fam.block_shapes)
     bram_cost = n * costs.get("block_cost", 64.0)

@@ -313,13 +313,14 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
 
 def calibrated_totals(model: dict[str, Any], geoms: dict[str, Any], d: Device,
                       calib: dict[str, Any]) -> tuple[dict[str, float], list[Any]]:
-    """Calibrated analytic totals (``lut``, ``ff``, ``bram``) of a pipeline model on ``d``,
-    top-level glue included, and the per-layer estimates (``LayerEstimate``, layer order)."""
+    """Calibrated analytic totals (``lut``, ``ff``, ``bram``, ``spram``) of a pipeline model on
+    ``d``, top-level glue included, and the per-layer estimates (``LayerEstimate``, layer
+    order)."""
     ests = [calibrated_layer(l, geoms.get(l["name"]), d, calib)
             for l in model.get("layers", [])]
     gl, gf = glue_estimate(_extra(model, "lut"), _extra(model, "ff"), d, calib)
     return ({"lut": sum(e.lut for e in ests) + gl, "ff": sum(e.ff for e in ests) + gf,
-             "bram": sum(e.bram for e in ests)}, ests)
+             "bram": sum(e.bram for e in ests), "spram": sum(e.spram for e in ests)}, ests)
 
 
 def _extra(model: dict[str, Any], what: str) -> float:

@@ -5,15 +5,13 @@ import dataclasses
 import pytest
 
 from dupnet.cli import main
-from dupnet.explore import (ExploreError, ExploreOptions, best_fitting_folding, device_clock,
+from dupnet.explore import (ExploreError, ExploreOptions, device_clock,
                             device_estimate, make_variants, pareto_front, parse_clocks,
                             parse_int_list, variant_config)
 from dupnet.hw.autofold import auto_folding
 from dupnet.hw.budget.calibration import load_calibration
 from dupnet.hw.budget.devices import load_devices
-from dupnet.hw.budget.report import calibrated_totals
-from dupnet.hw.pipeline import pipeline_model
-from dupnet.sw.config import conv_geometries, load_config, network_geometry
+from dupnet.sw.config import conv_geometries, load_config
 
 from .conftest import FAST
 
@@ -108,28 +106,26 @@ def _device(name, **capacity):
 
 
 def test_device_estimate_is_the_fastest_fitting_folding():
+    """The device estimate is fit_device's design: fits within the LUT margin, and the next
+    LUT6 budget of the auto-folding does not fit."""
+    from dupnet.hw.budget.devicefit import DEFAULT_MARGIN, estimate_point, memory_mapping
     cfg, calib = load_config("dupnet-demo"), load_calibration()
     ecp = device_estimate(cfg, _device("ecp5-25f"), calib)
-    assert ecp["fits"] and ecp["lut"] <= 24288 and ecp["bram"] <= 56
+    assert ecp["fits"] and ecp["lut"] <= 24288 * DEFAULT_MARGIN and ecp["bram"] <= 56
     assert ecp["fps"] == pytest.approx(100e6 / ecp["cycles_per_frame"], abs=0.1)
     assert ecp["clock_mhz"] == 100.0 and "[conv1]" in ecp["folding_toml"]
     assert set(ecp["folding"]) == {"conv1", "conv2", "conv3", "conv4", "conv5"}
     # a device a third as big: a slower folding that fits it, and one LUT6 more does not
     small = _device("ecp5-25f", lut=ecp["lut"] // 3)
-    p = best_fitting_folding(cfg, small, calib)
-    assert p.fit.fits and p.estimate["lut"] <= ecp["lut"] // 3
-    assert p.model.cycles_per_frame > ecp["cycles_per_frame"]
-    f = auto_folding(cfg, lut_budget=p.budget + 1)
-    pm = pipeline_model(cfg, f)
-    est, _ = calibrated_totals({"layers": [m.to_json() for m in pm.layers],
-                                "lut_estimate": pm.lut_estimate,
-                                "ff_estimate": pm.ff_estimate},
-                               {g.name: g for g in network_geometry(cfg)}, small, calib)
-    assert est["lut"] > small.capacity["lut"]
+    est = device_estimate(cfg, small, calib)
+    assert est["fits"] and est["lut"] <= small.capacity["lut"] * DEFAULT_MARGIN
+    assert est["cycles_per_frame"] > ecp["cycles_per_frame"]
+    f = memory_mapping(cfg, auto_folding(cfg, lut_budget=est["lut6_budget"] + 1), small, calib)
+    assert not estimate_point(cfg, f, small, calib).fit.fits
     # nothing fits a tiny device: the most folded design, reported as not fitting
     none = device_estimate(cfg, _device("ecp5-25f", lut=100, bram=1), calib)
     assert not none["fits"] and set(none["over"]) >= {"lut"}
-    assert none["cycles_per_frame"] >= p.model.cycles_per_frame
+    assert none["cycles_per_frame"] >= est["cycles_per_frame"]
 
 
 # -- command-line errors ------------------------------------------------------------------------

@@ -199,3 +199,35 @@ def test_spram_memory_blocks_in_depth_and_width():
 def test_spram_behavioural_model_in_the_amaranth_simulator(small_cfg):
     """The Amaranth simulator runs the SPRAM memories' equivalent model: load, run, reload."""
     _load_run_reload(small_cfg, SPRAM)
+
+
+@pytest.mark.parametrize("depth,width", [(37, 3), (20, 1), (9, 8), (5, 20)])
+def test_spram_memory_packs_narrow_words(depth, width):
+    """Narrow words packed (a power of two per 16-bit SPRAM word, the last partly used),
+    written as packed words, read back word by word with the registered read."""
+    from dupnet.hw.spram import SpramMemory, spram_packing, spram_shape
+    mem = SpramMemory(depth, width)
+    n = spram_packing(width)
+    assert n == {3: 4, 1: 16, 8: 2, 20: 1}[width]
+    rng = np.random.default_rng(depth)
+    words = [int(v) for v in rng.integers(0, 1 << width, size=depth)]
+    packed = [sum(w << (k * width) for k, w in enumerate(words[i:i + n]))
+              for i in range(0, depth, n)]
+    assert len(packed) == spram_shape(depth, width)[0]
+    got = []
+
+    async def bench(ctx):
+        wp, rp = mem.write_port(), mem.read_port()
+        for a, v in enumerate(packed):
+            ctx.set(wp.addr, a)
+            ctx.set(wp.data, v)
+            ctx.set(wp.en, 1)
+            await ctx.tick()
+        ctx.set(wp.en, 0)
+        for a in list(range(depth)) + [0]:
+            ctx.set(rp.addr, a)
+            await ctx.tick()
+            got.append(ctx.get(rp.data))
+
+    run_sim(mem, [], [bench], max_cycles=10 * depth + 100)
+    assert got[:depth] == words
