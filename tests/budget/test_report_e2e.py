@@ -101,3 +101,28 @@ def test_demo_report_three_targets(tmp_path):
         if not t["fit"]["fits"]:
             assert t["advice"]
     assert rep["memory"]["saved_bits"] > 0
+
+
+def test_spram_and_block_ram_measured_equal_the_model(tmp_path):
+    """A generated network with load-time weights and two layers' weights in SPRAM (packed
+    narrow words), synthesized for the iCE40 UP5K: the SB_SPRAM256KA cells and the block RAMs
+    Yosys reports equal the analytic memory mapping's counts."""
+    import dataclasses
+
+    from dupnet.hw.budget.report import design_input_from_generated
+    from dupnet.hw.folding import Folding
+    from dupnet.hw.generate import generate_verilog
+    from dupnet.sw.random_artifact import random_artifact
+
+    from ..hw.conftest import small_config
+    art = random_artifact(small_config(), seed=5)
+    fold = Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)},
+                   weights="load", spram=("conv2", "conv3"))
+    gen = generate_verilog(art, fold)
+    rep = build_report(design_input_from_generated(gen, art, gen.folding),
+                       parse_targets("ice40-up5k"), cache_dir=tmp_path / "cache", pnr=False,
+                       per_module=False)
+    ice = rep["targets"][0]
+    assert ice["synth"]["resources"]["spram"] == ice["analytic"]["spram"] == 6
+    assert ice["synth"]["resources"]["bram"] == ice["analytic"]["bram"]
+    assert not ice["synth"]["unclassified"]
