@@ -416,14 +416,15 @@ class FoldedPool:
 
     @property
     def cycles_per_frame(self) -> int:
-        """One input chunk per cycle: ``H*W*chunks``. A stride-1 pool then emits the last
-        row's right-edge pixel (``chunks`` cycles, no input taken) and flushes its bottom row
-        while the next frame's first row comes in; a one-row frame's last input waits a cycle
-        more for the flush to end."""
+        """One input chunk per cycle: ``H*W*chunks``. A stride-1 pool emits the last rows'
+        right-edge pixel and its bottom row in the output slots of the next frame's first row
+        and first pixel of the second row (which emit nothing), so it keeps that rate across
+        frames; only a one-row map waits: its frame's last input after the flush, ``chunks +
+        1`` cycles more."""
         g = self.geometry
         cycles = g.height * g.width * self.chunks
-        if g.stride == 1:
-            cycles += self.chunks + (1 if g.height == 1 else 0)
+        if g.stride == 1 and g.height == 1:
+            cycles += self.chunks + 1
         return cycles
 
     @property

@@ -57,10 +57,12 @@ class MaxPool(wiring.Component):
     * stride 1: ``pixbuf[j]`` delays the input by one pixel; ``rowbuf[c, j]`` holds the row
       above's horizontal max ``max(in(r-1, c), in(r-1, c+1))`` (``in(r-1, W-1)`` at ``W-1``).
       Input ``(r, c >= 1)`` emits ``out(r-1, c-1)``; input ``(r, 0)`` emits the right-edge
-      ``out(r-2, W-1)``.  After the frame's last input an edge step (``chunks`` cycles, no
-      input) emits ``out(H-2, W-1)``, then the bottom row is flushed from the row buffer while
-      the next frame's first row comes in (its writes stay behind the flush; a one-row
-      frame's last input waits for the flush to end).
+      ``out(r-2, W-1)``.  After the frame's last input an edge step (``chunks`` cycles) emits
+      ``out(H-2, W-1)``, then the bottom row is flushed from the row buffer; the next frame's
+      first row and the first pixel of its second row come in meanwhile (they emit nothing:
+      the edge step and the flush take their output slots, so the pool keeps one chunk per
+      cycle across frames), each writing only words already emitted or emitted in the same
+      cycle (a one-row frame's last input waits for the flush to end).
     """
 
     def __init__(self, layer: FoldedPool):
@@ -156,24 +158,33 @@ class MaxPool(wiring.Component):
         fp = Signal(range(max(2, depth)))              # flush step: row-buffer word
         edge_step, flush_step = Signal(), Signal()
         m.d.comb += [edge_step.eq(edge & o_free), flush_step.eq(flushing & o_free & ~edge)]
-        # an input (r, c >= 1) or (r >= 2, c = 0) emits; while flushing, only the next frame's
-        # first row comes in, writing words the flush has read (c = 0: no write)
+        # the row-buffer word of input lin: (c-1, j), or (W-1, j) at c = 0
+        def rb_word(x):
+            return Mux(x >= n, x - n, x + (W - 1) * n) if W > 1 else x
+        # an input (r, c >= 1) or (r >= 2, c = 0) emits; while flushing, the next frame's first
+        # row and the first pixel of its second row come in (they emit nothing: the flush
+        # takes their output slots), writing only words the flush has emitted, or emits in
+        # the same cycle (the word is read the cycle before)
         emits = Signal()
         m.d.comb += emits.eq(Mux(c == 0, r >= 2, r != 0))
-        behind = Signal()
-        m.d.comb += behind.eq((c == 0) | (lin < fp + n))
+        behind, wword = Signal(), Signal.like(fp)
+        m.d.comb += [wword.eq(rb_word(lin)),
+                     behind.eq(((r == 0) & (c == 0)) | (wword < fp) |
+                               ((wword == fp) & flush_step))]
         with m.If(edge):
-            m.d.comb += self.i.ready.eq(0)
+            # the next frame's first pixel comes in beside the edge step, chunk by chunk at
+            # most in step with it (chunk j writes pixbuf[j] in the cycle the edge step uses
+            # it, or after): it emits nothing and writes no row-buffer word
+            m.d.comb += self.i.ready.eq((r == 0) & (c == 0) & ~frame_last &
+                                        ((j < ej) | ((j == ej) & edge_step)))
         with m.Elif(flushing):
             # (a one-row frame's last input starts the next edge step: after the flush)
-            m.d.comb += self.i.ready.eq((r == 0) & behind & ~frame_last)
+            m.d.comb += self.i.ready.eq(((r == 0) | ((r == 1) & (c == 0))) & behind &
+                                        ~frame_last)
         with m.Else():
             m.d.comb += self.i.ready.eq(o_free | ~emits)
         m.d.comb += accept.eq(self.i.valid & self.i.ready)
 
-        # the row-buffer word of input lin: (c-1, j), or (W-1, j) at c = 0
-        def rb_word(x):
-            return Mux(x >= n, x - n, x + (W - 1) * n) if W > 1 else x
         ej_next = Signal.like(ej)
         fp_next = Signal.like(fp)
         m.d.comb += [ej_next.eq(Mux(edge_step, Mux(ej == n - 1, 0, ej + 1), ej)),

@@ -143,13 +143,19 @@ class WindowUnit(wiring.Component):
         else:
             m.d.comb += [freed.eq(pix), need.eq(pix)]
         accept = Signal()
+        # ``i.ready`` is a register (no combinational path from the reader's counters to the
+        # upstream's handshake: that chain limited fmax): next cycle's free slot, counted
+        # with this cycle's write and the slots freed so far (the reader only frees more, so
+        # it is never late by more than the cycle a slot is freed in)
+        ready = Signal(init=1)
+        write = Signal()          # a pixel's last word is written
+        m.d.sync += ready.eq((avail + write - freed) < depth)
         m.d.comb += [
-            self.i.ready.eq((avail - freed) < depth),
+            self.i.ready.eq(ready),
             accept.eq(self.i.valid & self.i.ready),
             wp.addr.eq(self._word_address(wr_ptr, wr_word)), wp.data.eq(self.i.payload),
             wp.en.eq(accept),
         ]
-        write = Signal()          # a pixel's last word is written
         m.d.comb += write.eq(accept & (wr_word == self.words - 1))
         if self.words > 1:
             with m.If(accept):
