@@ -103,7 +103,8 @@ class WindowUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
         m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
-        frame_end = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
+        frame_end, pixel_done = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
+        self._next_need(m, need, pixel_done, x, y, pix)
         if self.words > 1:
             with m.If(issue):
                 m.d.sync += word.eq(Mux(word == self.words - 1, 0, word + 1))
@@ -130,18 +131,13 @@ class WindowUnit(wiring.Component):
         wr_word = Signal(range(max(2, self.words)))    # word within the pixel
         avail = Signal(range(hw + depth + 1))
         freed = Signal(range(max(2, hw)))
-        need = Signal(range(hw + 2 * W + 2))
+        # ``need`` is a register, set when the reader moves to the next pixel
+        # (:meth:`_next_need`): its adders stay off the path into the counters' enables
+        need = Signal(range(hw + 2 * W + 2), init=self._need(0, 0, 0))
         if self.k // 2:
-            # the pixel below (not on the last row) and the one to the right (not on the last
-            # column); a one-row or one-column map has none (no constant compare in the RTL)
-            below = Mux(y < H - 1, W, 0) if H > 1 else Const(0)
-            right = Mux(x < W - 1, 1, 0) if W > 1 else Const(0)
-            m.d.comb += [
-                freed.eq(Mux(pix >= W + 1, pix - (W + 1), 0)),
-                need.eq(pix + below + right),
-            ]
+            m.d.comb += freed.eq(Mux(pix >= W + 1, pix - (W + 1), 0))
         else:
-            m.d.comb += [freed.eq(pix), need.eq(pix)]
+            m.d.comb += freed.eq(pix)
         accept = Signal()
         # ``i.ready`` is a register (no combinational path from the reader's counters to the
         # upstream's handshake: that chain limited fmax): next cycle's free slot, counted
@@ -163,6 +159,30 @@ class WindowUnit(wiring.Component):
         with m.If(write):
             m.d.sync += wr_ptr.eq(Mux(wr_ptr == depth - 1, 0, wr_ptr + 1))
         return avail, need, write
+
+    def _need(self, pix, y, x):
+        """Input pixels the reader needs before it emits pixel ``pix`` at ``(y, x)``: the pixel
+        itself, plus (k = 3) the pixel below (not on the last row) and the one to the right
+        (not in the last column); a one-row or one-column map has none (no constant compare
+        in the RTL). Python ints give the reset value."""
+        H, W = self.height, self.width
+        if not self.k // 2:
+            return pix
+        if isinstance(pix, int):
+            return pix + (W if H > 1 and y < H - 1 else 0) + (1 if W > 1 and x < W - 1 else 0)
+        below = Mux(y < H - 1, W, 0) if H > 1 else Const(0)
+        right = Mux(x < W - 1, 1, 0) if W > 1 else Const(0)
+        return pix + below + right
+
+    def _next_need(self, m, need, pixel_done, x, y, pix):
+        """``need`` of the reader's next pixel, loaded when the current one is done."""
+        W, H = self.width, self.height
+        last_x, last_y = x == W - 1, y == H - 1
+        x_n = Mux(last_x, 0, x + 1)
+        y_n = Mux(last_x, Mux(last_y, 0, y + 1), y)
+        pix_n = Mux(last_x & last_y, 0, pix + 1)
+        with m.If(pixel_done):
+            m.d.sync += need.eq(self._need(pix_n, y_n, x_n))
 
     def _word_address(self, slot, word):
         """Line-buffer address of word ``word`` of the pixel in slot ``slot``."""
@@ -199,7 +219,8 @@ class WindowUnit(wiring.Component):
 
     def _counters(self, m, issue, j, kx, ky, nfc, x, y, pix, cptr):
         """The reader's counters, innermost first: chunk j < kx < ky < neuron fold < pixel.
-        Returns ``frame_end`` (the frame's last chunk is issued)."""
+        Returns ``frame_end`` (the frame's last chunk is issued) and ``pixel_done`` (a
+        pixel's last chunk is issued)."""
         k, W, H = self.k, self.width, self.height
         last_j = j == self.chunks - 1
         last_kx = kx == k - 1
@@ -207,8 +228,9 @@ class WindowUnit(wiring.Component):
         last_nf = nfc == self.repeat - 1
         last_x = x == W - 1
         last_y = y == H - 1
-        frame_end = Signal()
-        m.d.comb += frame_end.eq(issue & last_j & last_kx & last_ky & last_nf & last_x & last_y)
+        frame_end, pixel_done = Signal(), Signal()
+        m.d.comb += [pixel_done.eq(issue & last_j & last_kx & last_ky & last_nf),
+                     frame_end.eq(pixel_done & last_x & last_y)]
         with m.If(issue):
             m.d.sync += j.eq(Mux(last_j, 0, j + 1))
             with m.If(last_j):
@@ -224,4 +246,4 @@ class WindowUnit(wiring.Component):
                                 m.d.sync += y.eq(Mux(last_y, 0, y + 1))
                             with m.If(last_y & last_x):
                                 m.d.sync += pix.eq(0)
-        return frame_end
+        return frame_end, pixel_done
