@@ -6,8 +6,11 @@ A design is a function of its seed alone (:func:`random_design`): image sizes fr
 pixels a side (odd and one-pixel maps included), 1 to 3 input channels, 1 to 3 hidden convs
 with k in {1, 3}, 1 to 8 activation bits, ``w_dup`` / ``x_dup`` from the legal divisors,
 max-pools of both strides where the map allows, a head of 1 or 2 anchors, a random legal
-(PE, SIMD) per conv, a random arithmetic and pre-add, 1 to 4 input pixels per beat. A failure
-names its seed and the command that replays it (:func:`replay_command`).
+(PE, SIMD) per conv, a random arithmetic and pre-add, 1 to 4 input pixels per beat; and, drawn
+from a second stream of the seed (so the draws above stay those of earlier versions): a max-pool's
+own ``lanes`` (a divisor of its channels) half of the time, weights loaded at run time a third
+of the time, then each conv's weights in SPRAM with probability one half. A failure names its
+seed and the command that replays it (:func:`replay_command`).
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ import numpy as np
 from dupnet.hw.folded import ARITHMETICS, FoldedConv, divisors
 from dupnet.hw.folding import Folding
 from dupnet.hw.generate import generate_verilog, write_design
+from dupnet.hw.kinds import hw_kind
 from dupnet.hw.lint import lint_verilog
 from dupnet.sw.artifact import Artifact
-from dupnet.sw.config import conv_geometries, parse_config
+from dupnet.sw.config import conv_geometries, network_geometry, parse_config
 from dupnet.sw.random_artifact import random_artifact
 
 from .design import DesignInfo, check_timing, simulate_artifact
@@ -55,7 +59,11 @@ class RandomDesign:
                 (f" x{lay['x_dup']}" if lay["x_dup"] > 1 else "")
             parts.append(f"k{lay['k']}:{lay['out_channels']}/{lay.get('act_bits', 'acc')}{dup}"
                          f" [{pe}x{simd}]")
-        return (f"{' '.join(parts)} {self.folding.arith}"
+        f = self.folding
+        mem = (" load" if f.weights == "load" else "") + \
+            (f" spram={','.join(f.spram)}" if f.spram else "") + \
+            "".join(f" {n}/{v}" for n, v in f.pools.items())
+        return (f"{' '.join(parts)} {self.folding.arith}{mem}"
                 f"{'' if self.folding.preadd else ' nopre'} ppb={self.pixels_per_beat}")
 
 
@@ -111,7 +119,21 @@ def random_design(seed: int) -> RandomDesign:
     folding = Folding(layers, preadd=bool(rng.integers(2)),
                       arith=str(rng.choice(ARITHMETICS)))
     ppb = int(rng.choice([p for p in (1, 2, 3, 4) if (h * w) % p == 0]))
-    return RandomDesign(seed, table, folding, ppb, stall=float(rng.choice([0.2, 0.4])))
+    stall = float(rng.choice([0.2, 0.4]))
+    return RandomDesign(seed, table, _memory_options(cfg, folding, seed), ppb, stall)
+
+
+def _memory_options(cfg, folding: Folding, seed: int) -> Folding:
+    """``folding`` with the draws of the seed's second stream: pool lanes, load-time weights,
+    SPRAM layers."""
+    rng = np.random.default_rng((seed, 11))
+    for g in network_geometry(cfg):
+        if not hw_kind(g).foldable and rng.random() < 0.5:      # a max-pool
+            folding.pools[g.name] = int(rng.choice(divisors(g.channels)))
+    if rng.random() < 1 / 3:
+        folding.weights = "load"
+        folding.spram = tuple(g.name for g in conv_geometries(cfg) if rng.random() < 0.5)
+    return folding
 
 
 def replay_command(seed: int) -> str:
