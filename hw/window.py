@@ -86,6 +86,9 @@ class WindowUnit(wiring.Component):
         kx = Signal(range(max(2, self.k)))
         ky = Signal(range(max(2, self.k)))
         nfc = Signal(range(max(2, self.repeat)))
+        # ``can_issue`` (the pixel the next output needs is in the buffer) is a register,
+        # loaded with the compare of the next ``avail`` and ``need``: no compare on the path
+        # from the handshake into the counters' enables
         can_issue = Signal()
         advance = Signal()
         issue = Signal()
@@ -93,7 +96,6 @@ class WindowUnit(wiring.Component):
         zero_r = Signal()
         j_r = Signal.like(j)
         m.d.comb += [
-            can_issue.eq(avail > need),
             advance.eq(~o_valid | self.o.ready),
             issue.eq(advance & can_issue),
             self.o.valid.eq(o_valid),
@@ -104,11 +106,13 @@ class WindowUnit(wiring.Component):
             m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
         m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
         frame_end, pixel_done = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
-        self._next_need(m, need, pixel_done, x, y, pix)
+        need_next = self._next_need(m, need, pixel_done, x, y, pix)
         if self.words > 1:
             with m.If(issue):
                 m.d.sync += word.eq(Mux(word == self.words - 1, 0, word + 1))
-        m.d.sync += avail.eq(avail + write - Mux(frame_end, hw, 0))
+        avail_next = Signal.like(avail)
+        m.d.comb += avail_next.eq(avail + write - Mux(frame_end, hw, 0))
+        m.d.sync += [avail.eq(avail_next), can_issue.eq(avail_next > need_next)]
 
         # ---- output: memory read data (held while stalled); a whole-pixel word is duplicated
         # and chunk-selected
@@ -175,14 +179,17 @@ class WindowUnit(wiring.Component):
         return pix + below + right
 
     def _next_need(self, m, need, pixel_done, x, y, pix):
-        """``need`` of the reader's next pixel, loaded when the current one is done."""
+        """``need`` of the reader's next pixel, loaded when the current one is done; returns
+        the register's next value."""
         W, H = self.width, self.height
         last_x, last_y = x == W - 1, y == H - 1
         x_n = Mux(last_x, 0, x + 1)
         y_n = Mux(last_x, Mux(last_y, 0, y + 1), y)
         pix_n = Mux(last_x & last_y, 0, pix + 1)
-        with m.If(pixel_done):
-            m.d.sync += need.eq(self._need(pix_n, y_n, x_n))
+        need_next = Signal.like(need)
+        m.d.comb += need_next.eq(Mux(pixel_done, self._need(pix_n, y_n, x_n), need))
+        m.d.sync += need.eq(need_next)
+        return need_next
 
     def _word_address(self, slot, word):
         """Line-buffer address of word ``word`` of the pixel in slot ``slot``."""
