@@ -142,20 +142,25 @@ def stream_adapters(layers: list[LayerModel], input_channels: int
     return out
 
 
-def adapter_ticks(ticks: np.ndarray, channels: int, lanes_in: int, lanes_out: int
-                  ) -> np.ndarray:
+def adapter_ticks(ticks: np.ndarray, channels: int, lanes_in: int, lanes_out: int,
+                  spacing: int = 1) -> np.ndarray:
     """The latency walk's step through a :class:`~dupnet.hw.adapters.WidthAdapter` (pixel
     ``p``'s last beat in at ``ticks[p]``; returns when its last beat leaves): the gather's
     output register adds :data:`~dupnet.hw.analytic.GATHER_LATENCY`; the unpack emits the
     ``n`` beats of a wide word one per cycle after its register, at most one beat per cycle
-    (``channels/lanes_out`` per pixel)."""
+    (``channels/lanes_out`` per pixel), and takes the next wide word after the last beat of
+    the one before: a pixel's ``wb`` wide words, arriving ``spacing`` cycles apart (the
+    producing MVTU's ``sf``; 1 for the input), leave their ``channels/lanes_out`` beats no
+    earlier than the first word's arrival ``ticks[p] - (wb - 1)*spacing`` plus that many
+    cycles (the unpack then stalls its upstream: the upstream's own ticks are the walk's
+    lower bound)."""
     t = np.asarray(ticks, dtype=np.int64)
     wide = math.lcm(lanes_in, lanes_out)
     if wide > lanes_in:
         t = t + GATHER_LATENCY
     if wide > lanes_out:
-        n, per_pixel = wide // lanes_out, channels // lanes_out
-        ready = t + UNPACK_LATENCY + n - 1
+        n, per_pixel, wb = wide // lanes_out, channels // lanes_out, channels // wide
+        ready = np.maximum(t + UNPACK_LATENCY + n - 1, t - (wb - 1) * spacing + per_pixel)
         p = np.arange(len(t), dtype=np.int64)
         t = np.maximum.accumulate(ready - p * per_pixel) + p * per_pixel
     return t
@@ -172,9 +177,11 @@ def latency_walk(layers: list[LayerModel], geometry: list, ticks: np.ndarray,
     out = []
     if input_channels is None:
         input_channels = layers[0].in_shape[2]
+    spacing = 1        # cycles between the beats of a pixel: an MVTU's folds, sf apart
     for (c, a, b), m, g in zip(stream_adapters(layers, input_channels), layers, geometry):
-        ticks = hw_kind(g).latency(m, g, adapter_ticks(ticks, c, a, b))
+        ticks = hw_kind(g).latency(m, g, adapter_ticks(ticks, c, a, b, spacing))
         out.append(ticks)
+        spacing = m.sf if m.sf is not None else spacing
     return out
 
 

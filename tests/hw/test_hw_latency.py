@@ -297,3 +297,22 @@ def test_check_timing_is_exact_on_frames_and_one_percent_on_latency():
         tc = check_timing(t, dict(model, cycles_per_frame=cycles_per_frame,
                                   latency_cycles=latency_cycles))
         assert tc.ok == ok, (cycles_per_frame, latency_cycles, str(tc))
+
+
+def test_latency_through_an_unpack_that_stalls_its_mvtu():
+    """Found by `dupnet regress --seed 4242 --random 12` (seed 4250): a fast MVTU (PE 4,
+    sf 1) feeds a 1-lane window through an unpack adapter, which takes the pixel's second
+    beat only after the first one's four lanes have gone (it stalls the MVTU: conv2's own
+    output is late against the walk, a lower bound there); the first output of the network
+    is exact (the adapter step counts the pixel's beats from its first word)."""
+    cfg = _config("unpack-stall", 1, 7, 1, _conv("conv1", 3, 5, act=1), _pool("pool1", 1),
+                  _conv("conv2", 1, 8, act=4, w_dup=5), _conv("head", 3, 6, None, w_dup=8))
+    MATRIX["unpack-stall"] = (lambda: cfg, Folding({"conv1": (5, 1), "conv2": (4, 5),
+                                                    "head": (6, 1)}, arith="gated"), 1)
+    try:
+        measured, model = measured_first_outputs("unpack-stall"), model_first_outputs(
+            "unpack-stall")
+    finally:
+        del MATRIX["unpack-stall"]
+    assert measured[-1] == model[-1], (measured, model)
+    assert measured[2] > model[2]          # conv2 itself is stalled by the adapter
