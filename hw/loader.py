@@ -184,7 +184,10 @@ class WeightLoader(wiring.Component):
         ``data``; after the last the word is written (``commit``) in the next cycle."""
         seg, addr, sub, k, commit, commit_seg, commit_addr, unpacking, done = state
         with m.If(accept):
-            m.d.sync += self.data.word_select(sub, LOAD_WORD_BITS).eq(self.i.payload)
+            for k in range(s.words_per_entry):       # (an If per slice: a variable
+                with m.If(sub == k):                 # word_select is a Switch, see above)
+                    m.d.sync += self.data[k * LOAD_WORD_BITS:(k + 1) * LOAD_WORD_BITS].eq(
+                        self.i.payload)
             with m.If(sub == s.words_per_entry - 1):
                 m.d.sync += [sub.eq(0), commit.eq(1), commit_seg.eq(n), commit_addr.eq(addr)]
                 self._next_entry(m, s, n, seg, addr, done, last_segment)
