@@ -10,9 +10,10 @@ no ``VERDICT`` line at all (a bench that judged nothing has not passed).
 
 usage: .venv/bin/python scripts/bench.py [--only golden,train,hw,sim,report]
 
-Expect about an hour on 2 cores, most of it in training three networks (bench_train) and
-synthesizing the paper-size design (bench_report; its two out-of-sample designs add about 10
-minutes of synthesis when not cached).
+Expect about two hours on 2 cores, most of it in training three networks with three seeds
+each (bench_train: nine 60-epoch runs, about 45 minutes at 2 threads; resumable, a rerun
+reuses finished runs) and synthesizing the paper-size design (bench_report; its two
+out-of-sample designs add about 10 minutes of synthesis when not cached).
 """
 from __future__ import annotations
 

@@ -345,3 +345,117 @@ class DupNet(nn.Module):
 def build_model(cfg: NetworkConfig) -> DupNet:
     """The :class:`DupNet` of ``cfg`` (binary QAT or float reference)."""
     return DupNet(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting one network from another's weights (``TrainOptions.init_from``)
+
+
+def _conv_of(mod: nn.Module):
+    """``(conv, bn)`` of a conv layer module (QAT or float), ``None`` for other modules."""
+    if isinstance(mod, (QuantConvBlock, FloatConvBlock)):
+        return mod.conv, getattr(mod, "bn", None)
+    if isinstance(mod, HeadConv):
+        return mod.conv, None
+    return None
+
+
+@torch.no_grad()
+def effective_weight(conv: nn.Module) -> Tensor:
+    """The real weight ``[C_out, C_in, k, k]`` a conv applies to its (un-duplicated) input.
+
+    Float ``Conv2d``: its weight.  :class:`DupConv2d`: ``alpha[o] * sum_j W[o, c + j*C_in]``
+    over the ``x_dup`` copies of input channel ``c`` (``W`` the duplicated signs).
+    """
+    if isinstance(conv, DupConv2d):
+        w, alpha = conv.quant()
+        w = w.view(conv.out_channels, conv.x_dup, conv.in_channels, conv.k, conv.k).sum(1)
+        return w * alpha.view(-1, 1, 1, 1)
+    return conv.weight.detach().clone()
+
+
+@torch.no_grad()
+def binary_latent_from(wf: Tensor, conv: DupConv2d, spread: float = 0.7) -> Tensor:
+    """Latent binary weights for ``conv`` that approximate the real weight ``wf``
+    ``[C_out, C_in, k, k]``.
+
+    * input duplication (``x_dup = n``): copy ``j`` of channel ``c`` gets
+      ``wf[o, c] + spread * m[o] * (1 - 2j/(n-1))`` (``m[o] = mean |wf[o]|``), so the sum of the
+      copies' signs is ``wf`` quantized to ``n + 1`` levels (for ``n = 2``: ternary, threshold
+      ``0.7 * mean |w|``, as in ternary weight networks);
+    * weight duplication (``w_dup``): each stored channel is the mean of the ``w_dup`` channels
+      it stands for (the sign of their sum);
+    * scale: per output channel, ``alpha = mean |L[o]|`` is set to the least-squares scale
+      ``<wf, E> / <E, E>`` of the resulting effective sign pattern ``E``, so the binary layer
+      computes about what ``wf`` computes; clamped into ``[-1, 1]`` (the STE's window).
+    """
+    c_out, c_in, k = conv.out_channels, conv.in_channels, conv.k
+    if tuple(wf.shape) != (c_out, c_in, k, k):
+        raise ValueError(f"weight {tuple(wf.shape)} does not fit {conv.extra_repr()}")
+    n = conv.x_dup
+    m = wf.abs().mean(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+    if n > 1:
+        offs = [spread * (1 - 2 * j / (n - 1)) for j in range(n)]
+        lat = torch.cat([wf + o * m for o in offs], dim=1)       # [C_out, n*C_in, k, k]
+    else:
+        lat = wf.clone()
+    if conv.w_dup > 1:
+        lat = lat.view(c_out, -1, conv.w_dup, k, k).mean(2)
+    signs = torch.where(lat >= 0, 1.0, -1.0)
+    e = signs.repeat_interleave(conv.w_dup, dim=1).view(c_out, n, c_in, k, k).sum(1)
+    num = (wf * e).sum(dim=(1, 2, 3))
+    den = (e * e).sum(dim=(1, 2, 3)).clamp(min=1.0)
+    alpha = (num / den).clamp(min=1e-6)                          # wanted mean |L[o]|
+    mean_abs = lat.abs().mean(dim=(1, 2, 3)).clamp(min=1e-12)
+    lat = lat * (alpha / mean_abs).view(-1, 1, 1, 1)
+    lat = torch.where(lat == 0, torch.full_like(lat, 1e-6), lat)  # keep sign(0) = +1 explicit
+    return lat.clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def init_from_model(dst: "DupNet", src: "DupNet") -> str:
+    """Start ``dst`` from the weights of ``src`` (another network of the same layer widths).
+
+    Same config: the state dict is copied.  Otherwise layer by layer (same kinds, channels and
+    kernels required): a binary conv gets :func:`binary_latent_from` the source's
+    :func:`effective_weight`, a float conv the effective weight itself; BatchNorm (affine
+    parameters and running statistics) and the head bias are copied; activation clips keep
+    their initial value.  Returns a one-line description; raises ``ValueError`` naming the
+    first layer that does not fit.
+    """
+    if dst.cfg.to_dict() | {"description": ""} == src.cfg.to_dict() | {"description": ""}:
+        dst.load_state_dict(src.state_dict())
+        return f"all weights copied from {src.cfg.name} (same config)"
+    if len(dst.geometry) != len(src.geometry):
+        raise ValueError(f"{src.cfg.name} has {len(src.geometry)} layers, {dst.cfg.name} "
+                         f"{len(dst.geometry)}")
+    done = []
+    for gd, gs, md, ms in zip(dst.geometry, src.geometry, dst.layers, src.layers):
+        name = f"layer {gd.name!r}"
+        if gd.kind != gs.kind:
+            raise ValueError(f"{name}: kind {gd.kind} here, {gs.kind} in {src.cfg.name}")
+        cd, cs = _conv_of(md), _conv_of(ms)
+        if cd is None or cs is None:
+            sd, ss = md.state_dict(), ms.state_dict()
+            if sd.keys() != ss.keys() or any(sd[k].shape != ss[k].shape for k in sd):
+                raise ValueError(f"{name}: parameters do not match {src.cfg.name}'s")
+            md.load_state_dict(ss)
+            continue
+        (conv_d, bn_d), (conv_s, bn_s) = cd, cs
+        shape_d = (gd.out_channels, gd.in_channels, gd.k)
+        shape_s = (gs.out_channels, gs.in_channels, gs.k)
+        if shape_d != shape_s:
+            raise ValueError(f"{name}: (out, in, k) {shape_d} here, {shape_s} in "
+                             f"{src.cfg.name}")
+        wf = effective_weight(conv_s).float()
+        if isinstance(conv_d, DupConv2d):
+            conv_d.quant.weight.copy_(binary_latent_from(wf, conv_d))
+        else:
+            conv_d.weight.copy_(wf)
+        if getattr(conv_d, "bias", None) is not None and getattr(conv_s, "bias", None) is not None:
+            conv_d.bias.copy_(conv_s.bias)
+        if bn_d is not None and bn_s is not None:
+            bn_d.load_state_dict(bn_s.state_dict())
+        done.append(gd.name)
+    return (f"{', '.join(done)} started from {src.cfg.name}'s weights"
+            f"{' (binarized)' if dst.is_binary and not src.is_binary else ''}")

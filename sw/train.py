@@ -43,7 +43,7 @@ from .progress import ProgressBar
 from .runtime import (Distributed, default_threads, device_kind, seed_everything,
                       select_device, setup_distributed, sigterm_as_interrupt)
 
-__all__ = ["TrainOptions", "TrainResult", "train"]
+__all__ = ["TrainOptions", "TrainResult", "train", "distill_loss", "resume_mismatches"]
 
 
 @dataclass
@@ -73,6 +73,9 @@ class TrainOptions:
     eval_every: int = 0               # also after every this many epochs (0: never)
     workers: int = 0                  # DataLoader workers for datasets too big to cache
     device: str = "auto"              # auto | cpu | cuda
+    init_from: str | None = None      # run whose weights start this one (float twin: binarized)
+    distill_from: str | None = None   # teacher run: its head outputs are distilled
+    distill_weight: float = 1.0       # weight of the distillation loss (with distill_from)
 
     def to_dict(self) -> dict[str, Any]:
         """The options as plain data (what a checkpoint stores)."""
@@ -102,6 +105,8 @@ class TrainOptions:
                 bad(name, f"must be >= 1, got {v}")
         if self.device not in ("auto", "cpu", "cuda"):
             bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
+        if not self.distill_weight >= 0:
+            bad("distill_weight", f"must be >= 0, got {self.distill_weight}")
 
 
 @dataclass
@@ -214,11 +219,15 @@ class _Session:
     test_set: Any = None              # loaded on first use
     seconds: float = 0.0              # time spent in training steps
     images: int = 0                   # images trained on (all ranks)
+    teacher: Any = None               # distillation teacher (eval mode), or None
+    extra: dict[str, Any] = field(default_factory=dict)   # "teacher" / "init" checkpoint keys
 
     def state(self, epoch: int) -> dict[str, Any]:
         """The checkpoint dict after ``epoch`` completed epochs."""
-        return training_state(self.cfg, self.model, epoch, self.opts, self.optimizer,
-                              self.scheduler, self.history)
+        st = training_state(self.cfg, self.model, epoch, self.opts, self.optimizer,
+                            self.scheduler, self.history)
+        st.update(self.extra)
+        return st
 
     def test_split(self):
         """The test split of the run's data (loaded once)."""
@@ -245,6 +254,7 @@ def _train(cfg: NetworkConfig, run: Path, opts: TrainOptions, state: dict[str, A
     s = _new_session(cfg, run, opts, dist, device, model, data)
     if state is not None:
         _restore(s, state)
+    _setup_recipe(s, state, say)
     s.net = _wrap_for_ddp(model, dist, device)
     say(f"training {cfg.name} ({'binary' if cfg.is_binary else 'float'}) on {opts.data}: "
         f"{len(data)} images, batch {opts.batch_size}"
@@ -322,6 +332,122 @@ def _restore(s: _Session, state: dict[str, Any]) -> None:
                        f"{s.opts.epochs} asked for")
 
 
+# ----------------------------------------------------------------------------------------------
+# Recipe options: starting from another run's weights, distillation from a teacher run
+
+
+def _setup_recipe(s: _Session, state: dict[str, Any] | None, say: Callable[[str], None]) -> None:
+    """``init_from`` (fresh runs only: a resumed run has its own weights) and
+    ``distill_from`` (the teacher's weights are stored in the checkpoint, key ``"teacher"``,
+    so a resumed run distils from exactly the teacher it started with, even if that run has
+    changed or gone since)."""
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .qat import init_from_model
+    opts = s.opts
+    if opts.init_from:
+        if state is None:
+            src_state = load_checkpoint(opts.init_from)
+            _, src = model_from_checkpoint(src_state)
+            try:
+                what = init_from_model(s.model, src.to(s.device))
+            except ValueError as e:
+                raise RunError(f"--init-from {opts.init_from}: {e}") from None
+            s.extra["init"] = {"source": str(opts.init_from), "config": src.cfg.name,
+                               "epoch": int(src_state["epoch"]), "what": what}
+            say(f"init: {what} ({opts.init_from})")
+        elif "init" in state:
+            s.extra["init"] = state["init"]
+    if opts.distill_from:
+        if state is None:
+            t = load_checkpoint(opts.distill_from)
+            teacher_state = {"source": str(opts.distill_from), "config": t["config"],
+                             "model": t["model"], "epoch": int(t["epoch"])}
+        else:
+            teacher_state = state.get("teacher")
+            if teacher_state is None:
+                raise RunError(f"{s.run / CHECKPOINT}: the run distils from "
+                               f"{opts.distill_from} but its checkpoint holds no teacher "
+                               f"weights; start the run over (--overwrite)")
+        _, teacher = model_from_checkpoint({**teacher_state, "_path": teacher_state["source"]})
+        _check_teacher(s.cfg, teacher.cfg, opts.distill_from)
+        s.teacher = teacher.to(s.device).eval()
+        for p in s.teacher.parameters():
+            p.requires_grad_(False)
+        s.extra["teacher"] = teacher_state
+        say(f"distilling from {teacher.cfg.name} ({teacher_state['source']}, "
+            f"{teacher_state['epoch']} epochs), weight {opts.distill_weight:g}")
+
+
+def _check_teacher(cfg: NetworkConfig, tcfg: NetworkConfig, source) -> None:
+    """A teacher must see the same images and predict the same head layout."""
+    from .config import network_geometry
+    mine = (cfg.input_height, cfg.input_width, cfg.input_channels, cfg.classes,
+            [list(a) for a in cfg.anchors])
+    its = (tcfg.input_height, tcfg.input_width, tcfg.input_channels, tcfg.classes,
+           [list(a) for a in tcfg.anchors])
+    g, tg = network_geometry(cfg)[-1], network_geometry(tcfg)[-1]
+    if mine != its or (g.out_height, g.out_width) != (tg.out_height, tg.out_width):
+        raise RunError(f"--distill {source}: the teacher {tcfg.name!r} has another input, "
+                       f"head or output grid than {cfg.name!r} (input H, W, C, classes, "
+                       f"anchors: {its} vs {mine}; grid {tg.out_height}x{tg.out_width} vs "
+                       f"{g.out_height}x{g.out_width})")
+
+
+def distill_loss(head, teacher_head, cfg: NetworkConfig):
+    """Objectness-scaled YOLO distillation (Mehta & Ozturk 2018), summed over anchors and
+    averaged over the batch like :class:`~dupnet.sw.yolo.YoloLoss`.
+
+    With ``p`` the teacher's objectness probability at an anchor:
+
+    * ``kd_obj``: binary cross-entropy of the student's objectness against ``p``, minus the
+      entropy of ``p`` (a KL divergence: 0 when the student matches);
+    * ``kd_box``: ``p * [(sig(tx) - sig(tx_T))^2 + (sig(ty) - sig(ty_T))^2 + (tw - tw_T)^2
+      + (th - th_T)^2]``: boxes are learned where the teacher sees a face;
+    * ``kd_cls`` (``classes > 1``): ``p * KL(softmax_T || softmax)``.
+
+    Returns ``(loss, {"kd": ..., "kd_obj": ..., "kd_box": ...})`` (floats in the dict).
+    """
+    import torch
+    import torch.nn.functional as F
+    n, _, h, w = head.shape
+    a, nf = len(cfg.anchors), 5 + cfg.classes
+    s = head.view(n, a, nf, h, w)
+    t = teacher_head.detach().view(n, a, nf, h, w)
+    p = torch.sigmoid(t[:, :, 4])
+    obj = (F.binary_cross_entropy_with_logits(s[:, :, 4], p, reduction="none")
+           - F.binary_cross_entropy_with_logits(t[:, :, 4], p, reduction="none")).sum() / n
+    box = (p * ((torch.sigmoid(s[:, :, 0]) - torch.sigmoid(t[:, :, 0])).square()
+                + (torch.sigmoid(s[:, :, 1]) - torch.sigmoid(t[:, :, 1])).square()
+                + (s[:, :, 2] - t[:, :, 2]).square()
+                + (s[:, :, 3] - t[:, :, 3]).square())).sum() / n
+    loss = obj + box
+    parts = {"kd_obj": float(obj.detach()), "kd_box": float(box.detach())}
+    if cfg.classes > 1:
+        lt = F.log_softmax(t[:, :, 5:], dim=2)
+        ls = F.log_softmax(s[:, :, 5:], dim=2)
+        cls = (p * (lt.exp() * (lt - ls)).sum(2)).sum() / n
+        loss = loss + cls
+        parts["kd_cls"] = float(cls.detach())
+    parts["kd"] = float(loss.detach())
+    return loss, parts
+
+
+#: options a resumed run may differ in without changing what it computes
+RESUME_FREE = ("epochs", "evaluate", "eval_every", "workers", "device")
+
+
+def resume_mismatches(saved: dict[str, Any], wanted: TrainOptions,
+                      free: tuple[str, ...] = RESUME_FREE) -> list[str]:
+    """The options (``name: stored -> wanted``) in which a checkpoint's stored options
+    (``state["options"]``) differ from ``wanted``, ignoring ``free``; empty when the run may
+    be resumed as ``wanted``.  An option the checkpoint lacks (written before it existed)
+    counts as its default."""
+    stored = dataclasses.asdict(TrainOptions.from_dict(saved))
+    want = wanted.to_dict()
+    return [f"{k}: {stored[k]!r} -> {want[k]!r}" for k in want
+            if k not in free and stored[k] != want[k]]
+
+
 def _wrap_for_ddp(model, dist: Distributed, device):
     """``model`` wrapped in ``DistributedDataParallel`` when there are several processes."""
     if not dist.enabled:
@@ -381,6 +507,13 @@ def _train_step(s: _Session, images, boxes, gen, epoch: int, step: int
     x = x.to(s.device)
     head = s.net(x)
     loss, parts = s.loss_fn(head, boxes)
+    if s.teacher is not None and s.opts.distill_weight > 0:
+        import torch
+        with torch.no_grad():
+            t_head = s.teacher(x)
+        kd, kd_parts = distill_loss(head, t_head, s.cfg)
+        loss = loss + s.opts.distill_weight * kd
+        parts = {**parts, **kd_parts}
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     s.optimizer.step()
@@ -406,7 +539,9 @@ def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     """The one-line summary of an epoch's history record."""
     return (f"epoch {rec['epoch']:>3}/{epochs}  loss {rec['loss']:.4f} (box "
             f"{rec.get('box', 0):.3f} obj {rec.get('obj', 0):.3f} noobj "
-            f"{rec.get('noobj', 0):.3f})  {rec['images_per_s']:.0f} img/s  "
+            f"{rec.get('noobj', 0):.3f}"
+            + (f" kd {rec['kd']:.3f}" if "kd" in rec else "")
+            + f")  {rec['images_per_s']:.0f} img/s  "
             f"{rec['seconds']:.1f}s" + (f"  test AP {rec['test_ap']:.4f}"
                                         if "test_ap" in rec else ""))
 

@@ -167,27 +167,39 @@ def test_sim(monkeypatch, capsys, small, big, bad):
 # --------------------------------------------------------------------------- bench_train
 
 def _rows(ap_dup=0.871, ap_ifq=0.862, size_dup=5837, size_ifq=9523) -> list[dict]:
-    return [{"network": "dupnet-demo", "size_bytes": size_dup, "compute": 7.3e6, "ap": ap_dup},
-            {"network": "dupnet-demo-ifq", "size_bytes": size_ifq, "compute": 12.4e6,
-             "ap": ap_ifq},
-            {"network": "dupnet-demo-float", "size_bytes": 243302, "compute": 24.9e6,
-             "ap": 0.943}]
+    """Summary rows (one seed each) as bench_train.summarize makes them."""
+    t = load("bench_train")
+    runs = [{"variant": n, "config": n, "recipe": "", "seed": 0, "ap": ap,
+             "detection_rate": 0.8, "fp": 105}
+            for n, ap in (("dupnet-demo", ap_dup), ("dupnet-demo-ifq", ap_ifq),
+                          ("dupnet-demo-float", 0.943))]
+    costs = {"dupnet-demo": {"size_bytes": size_dup, "compute": 7.3e6},
+             "dupnet-demo-ifq": {"size_bytes": size_ifq, "compute": 12.4e6},
+             "dupnet-demo-float": {"size_bytes": 243302, "compute": 24.9e6}}
+    return t.summarize(runs, costs)
 
 
 @pytest.mark.parametrize("planted, expect", [
     ({}, [True, True, True]),
     ({"ap_dup": 0.80}, [True, True, False]),                 # AP lost against IFQ
-    ({"ap_dup": 0.0, "ap_ifq": 0.0}, [True, True, False]),   # 0/0: no verdict is a pass
+    ({"ap_dup": 0.853}, [True, True, True]),                 # within the 0.01 floor (1 seed)
+    ({"ap_dup": 0.0, "ap_ifq": 0.0}, [True, True, True]),    # equal AP is equal
+    ({"ap_dup": math.nan}, [True, True, False]),             # NaN never passes
     ({"size_dup": 9523}, [False, True, True]),               # not smaller than IFQ
 ])
-def test_train(monkeypatch, planted, expect):
+def test_train(monkeypatch, tmp_path, planted, expect):
     t = load("bench_train")
     rows = _rows(**planted)
     assert oks(t.verdicts(rows)) == expect
     assert oks(t.verdicts(rows[:1])) == [False]              # the IFQ baseline missing
-    monkeypatch.setattr(t, "measure", lambda args: rows)
-    monkeypatch.setattr(t, "print_table", lambda rows: None)
-    assert t.main([]) == (0 if all(expect) else 1)
+    runs = [{"variant": r["variant"], "config": r["config"], "recipe": "", "seed": 0,
+             "ap": r["ap"][0], "detection_rate": 0.8, "fp": 105} for r in rows]
+    costs = {r["config"]: {k: r[k] for k in ("size_bytes", "compute")} for r in rows}
+    monkeypatch.setattr(t, "measure", lambda args: (runs, costs, {
+        "threads": 1, "epochs": 1, "batch_size": 32, "seeds": [0], "torch": "x",
+        "wall_s": 0.0}))
+    monkeypatch.setattr(t, "markdown_table", lambda rows: "")
+    assert t.main(["--out", str(tmp_path)]) == (0 if all(expect) else 1)
 
 
 # --------------------------------------------------------------------------- bench_report

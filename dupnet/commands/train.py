@@ -12,11 +12,14 @@ examples:
   dupnet train dupnet-demo --out runs/quick --resume
   dupnet train configs/my-net.toml --data wider:~/data/WIDER --epochs 100
   torchrun --nproc_per_node=2 -m dupnet.cli train dupnet-demo --out runs/ddp
+  dupnet train dupnet-demo-float --out runs/float           # a float twin, then:
+  dupnet train dupnet-demo --init-from runs/float            # start from its weights
+  dupnet train dupnet-demo --distill runs/float --distill-weight 1   # or distil it
 """
 
 # options that a resumed run takes from its checkpoint (only --epochs may change)
 _FIXED_ON_RESUME = ("data", "batch_size", "lr", "seed", "n_train", "n_test", "no_augment",
-                    "device")
+                    "device", "init_from", "distill", "distill_weight")
 
 
 def add_arguments(p):
@@ -46,6 +49,15 @@ def add_arguments(p):
                    help="where to train (default auto: a GPU if one is visible)")
     p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="torch threads per process (default: available CPUs / processes)")
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from the weights of RUN (a run directory or checkpoint.pt): the "
+                        "same config is copied, a float twin with the same widths is "
+                        "binarized (docs/training.md, 'Recipe options')")
+    p.add_argument("--distill", default=None, metavar="RUN",
+                   help="distil the head outputs of the teacher RUN (e.g. the float twin; "
+                        "same input and head); its weights are stored in the checkpoint")
+    p.add_argument("--distill-weight", type=float, default=None, metavar="W",
+                   help="weight of the distillation loss (default 1; needs --distill)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -82,8 +94,11 @@ def run(args):
     overrides = {
         "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "seed": args.seed, "n_train": args.n_train, "n_test": args.n_test,
-        "device": args.device,
+        "device": args.device, "init_from": args.init_from, "distill_from": args.distill,
+        "distill_weight": args.distill_weight,
     }
+    if args.distill_weight is not None and args.distill is None and not args.resume:
+        raise DupnetError("--distill-weight needs --distill RUN (the teacher)")
     opts = TrainOptions()
     opts = dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
     if args.no_augment:
