@@ -246,15 +246,14 @@ def device_clock(device, overrides: dict[str, float] | None = None) -> tuple[flo
     ``--clock-mhz`` (per device, or ``*`` for all), else the device file's ``pnr_freq_mhz``
     (the clock nextpnr aims at), else the analytic model's reference clock (100 MHz, the one
     ``dupnet rtl`` quotes frames/s at)."""
-    from .hw.analytic import REFERENCE_CLOCK_HZ
+    from .hw.budget.devicefit import device_clock_mhz
     overrides = overrides or {}
-    if device.name in overrides:
-        return float(overrides[device.name]), "--clock-mhz"
-    if "*" in overrides:
-        return float(overrides["*"]), "--clock-mhz"
-    if device.pnr_freq_mhz > 0:
-        return float(device.pnr_freq_mhz), "device file pnr_freq_mhz"
-    return REFERENCE_CLOCK_HZ / 1e6, "analytic reference clock (no pnr_freq_mhz)"
+    given = overrides.get(device.name, overrides.get("*"))
+    if given is not None:
+        return float(given), "--clock-mhz"
+    source = ("device file pnr_freq_mhz" if device.pnr_freq_mhz > 0 else
+              "analytic reference clock (no pnr_freq_mhz)")
+    return device_clock_mhz(device), source
 
 
 def device_estimate(cfg, device, calib: dict, clocks: dict[str, float] | None = None

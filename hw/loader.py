@@ -30,6 +30,7 @@ from dupnet.sw.artifact import Artifact
 from .folding import Folding
 from .kinds import fold_network, hw_kind
 from .spram import spram_shape
+from .stream_layout import pack_lanes, unpack_lanes
 
 __all__ = ["LOAD_WORD_BITS", "LoadSegment", "load_segments", "load_image", "write_load_image",
            "WeightLoader"]
@@ -92,22 +93,19 @@ def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment],
         if hw_kind(f.geometry).foldable and params is not None:
             images[f.geometry.name] = memory_images(f, params.weights, params.thresholds)
     words: list[int] = []
-    mask = (1 << LOAD_WORD_BITS) - 1
     for seg in segments:
+        # the written words (an SPRAM memory's packed words), then the load words: several
+        # written words per load word, or one written word over several load words
         image = _pack(images[seg.layer][seg.memory], seg.packing, seg.width // seg.packing)
-        n = seg.entries_per_word
-        for i in range(0, len(image), n):
-            v = sum(e << (k * seg.width) for k, e in enumerate(image[i:i + n]))
-            words += [(v >> (k * LOAD_WORD_BITS)) & mask for k in range(seg.words_per_entry)]
+        for v in _pack(image, seg.entries_per_word, seg.width):
+            words += unpack_lanes(v, seg.words_per_entry, LOAD_WORD_BITS)
     return segments, words
 
 
 def _pack(entries: list[int], n: int, width: int) -> list[int]:
     """``n`` consecutive ``width``-bit entries per word, the first in the least significant
-    bits."""
-    mask = (1 << width) - 1
-    return [sum((int(e) & mask) << (k * width) for k, e in enumerate(entries[i:i + n]))
-            for i in range(0, len(entries), n)]
+    bits (:func:`~dupnet.hw.stream_layout.pack_lanes` on each group)."""
+    return [pack_lanes(entries[i:i + n], width) for i in range(0, len(entries), n)]
 
 
 class WeightLoader(wiring.Component):

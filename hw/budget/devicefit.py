@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from dupnet.sw.config import NetworkConfig, network_geometry
 
+from ..analytic import REFERENCE_CLOCK_HZ
 from ..autofold import auto_folding, choose_folding
 from ..folded import FoldingError
 from ..folding import Folding
@@ -61,10 +62,13 @@ class DevicePoint:
 
 def device_clock_mhz(device: Device, clock_mhz: float | None = None) -> float:
     """The clock frames/s are quoted at: ``clock_mhz``, else the device file's
-    ``pnr_freq_mhz``, else 100 MHz."""
+    ``pnr_freq_mhz`` (the clock nextpnr aims at), else the analytic model's reference clock
+    (100 MHz)."""
     if clock_mhz:
         return float(clock_mhz)
-    return float(device.pnr_freq_mhz) if device.pnr_freq_mhz > 0 else 100.0
+    if device.pnr_freq_mhz > 0:
+        return float(device.pnr_freq_mhz)
+    return REFERENCE_CLOCK_HZ / 1e6
 
 
 def _fit(est: dict[str, float], device: Device, margin: float) -> FitSummary:
@@ -193,7 +197,7 @@ def select_folding(config: NetworkConfig, folding_file=None, target_cycles: int 
     (``fps`` with ``clock_mhz``: the auto-folding for ``clock/fps`` cycles per frame)."""
     if device is None:
         if fps is not None:
-            mhz = clock_mhz or 100.0
+            mhz = clock_mhz or REFERENCE_CLOCK_HZ / 1e6
             target_cycles = int(mhz * 1e6 // fps)
         return choose_folding(config, folding_file, target_cycles, lut_budget, preadd=preadd,
                               pixels_per_beat=pixels_per_beat)
