@@ -98,10 +98,36 @@ def _target_blocks(rep: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
                      "–" if f["headroom_pct"] is None else f"{f['headroom_pct']:.1f}%",
                      RES_LABEL[f["binding"]], _n(t["fmax_mhz"], 1), _n(t["fps"], 1)])
     blocks = [("h", 2, "Targets"), ("table", hdr, rows),
-              ("ul", [_target_note(t) for t in rep["targets"]])]
+              ("ul", [_target_note(t) for t in rep["targets"]])] + _critical_path_blocks(rep)
     if "resources" in plots:
         blocks.append(("img", plots["resources"], "resource use vs capacity per target"))
     return blocks
+
+
+def _critical_path_blocks(rep: dict[str, Any]) -> list[tuple]:
+    """The critical path of every placed target: a short table, nothing when none has one.
+
+    Parameters
+    ----------
+    rep : the data of :func:`.report.build_report`; a target's ``critical_path`` is
+        :meth:`.parsers.CriticalPath.to_json` or None (absent in reports from before it)
+
+    Returns
+    -------
+    list of tuple
+        A paragraph and a table (target, clock, fmax, path summary, units crossed), as
+        :func:`document` blocks.
+    """
+    rows = [[t["name"], f"`{cp['clock']}`", _n(t["fmax_mhz"], 1), cp["summary"],
+             " -> ".join(f"`{u}`" for u in cp["units"]) or "–"]
+            for t in rep["targets"] if (cp := t.get("critical_path"))]
+    if not rows:
+        return []
+    return [("p", "Critical path (nextpnr, post-route, slowest clock): start and end cell as "
+                  "unit (signal), the units it crosses, logic levels counted as nextpnr's "
+                  "`logic` steps (carry-chain steps included)."),
+            ("table", ["target", "clock", "fmax (MHz)", "critical path", "units crossed"],
+             rows)]
 
 
 def _target_note(t: dict[str, Any]) -> str:

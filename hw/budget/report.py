@@ -7,6 +7,7 @@ fit where the design does not. :mod:`.render` turns the result into Markdown, HT
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gzip
 import math
 import tempfile
 import time
@@ -22,6 +23,7 @@ from dupnet.sw.config import NetworkConfig, network_geometry, param_geometries
 from .calibration import calibrated_layer, glue_estimate, load_calibration
 from .devices import RESOURCES, Device, load_devices
 from .fit import fit_summary, frames_per_second, pct_error
+from .parsers import parse_critical_paths, slowest_path
 from .flow import (FLOW_VERSION, DesignSource, PnrRun, SynthResult, place_and_route,
                    pnr_cached, synthesize)
 from .tools import tool_versions
@@ -250,6 +252,7 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
                    all_devices: dict[str, Device]) -> dict[str, Any]:
     used = {r: flat.resources.get(r, 0.0) for r in RESOURCES}
     fmax = prun.result.fmax_mhz if prun and prun.ok and prun.result else None
+    critical = _critical_path(prun)       # before prun.to_json(): may fill prun.result
     placed = None
     if prun and prun.ok and prun.result and d.family.name in PLACED_LOGIC:
         placed = prun.result.utilization.get(PLACED_LOGIC[d.family.name], (None, None))[0]
@@ -297,6 +300,7 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
         "pnr": prun.to_json() if prun else None,
         "placed_logic": placed,
         "fmax_mhz": _num(fmax),
+        "critical_path": critical,
         "fps": _num(frames_per_second(fmax, cycles), 1),
         "analytic": {"lut": _num(est_tot["lut"], 1), "ff": _num(est_tot["ff"], 1),
                      "bram": est_tot["bram"], "spram": est_tot["spram"]},
@@ -309,6 +313,40 @@ def _target_report(design: DesignInput, d: Device, flat: SynthResult,
         out["fit"]["over"] = sorted(set(out["fit"]["over"]) | {"lut"})
     out["advice"] = [] if out["fit"]["fits"] else advise(design, d, out, calib, all_devices)
     return out
+
+
+def _critical_path(prun: PnrRun | None) -> dict[str, Any] | None:
+    """The post-route critical path of a placed target as JSON-able data.
+
+    Parameters
+    ----------
+    prun : the target's place-and-route run (None or failed: no path)
+
+    Returns
+    -------
+    dict or None
+        :meth:`.parsers.CriticalPath.to_json` of the slowest clock's path. A result cached
+        before paths were recorded gets it from the run's stored log (``prun.log``), and keeps
+        it in ``prun.result`` so that the report's ``pnr`` section agrees.
+    """
+    if not (prun and prun.ok and prun.result):
+        return None
+    res = prun.result
+    if res.critical_path is None and prun.log:
+        text = _read_log(prun.log)
+        if text:
+            res.critical_path = slowest_path(parse_critical_paths(text), res.clocks)
+    return res.critical_path.to_json() if res.critical_path else None
+
+
+def _read_log(path: str) -> str | None:
+    """A stored tool log (gzipped when the name ends in ``.gz``); None when unreadable."""
+    try:
+        data = Path(path).read_bytes()
+        return (gzip.decompress(data) if path.endswith(".gz") else data).decode(
+            errors="replace")
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
 
 
 def calibrated_totals(model: dict[str, Any], geoms: dict[str, Any], d: Device,

@@ -194,11 +194,62 @@ def test_render_without_tools(tmp_path):
     files = write_report(rep, tmp_path)
     md = files["md"].read_text()
     assert "| ice40-up5k" in md and "**no**" in md and "cycles.png" in md
+    assert ice["critical_path"] is None and "Critical path" not in md   # none recorded
     html = files["html"].read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     assert json.loads(files["json"].read_text())["format"] == "dupnet-budget-report"
     for k in ("cycles", "resources", "analytic_vs_measured"):
         assert files[k].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_render_critical_path(tmp_path):
+    """Each placed target's critical path lands in report.json and in a table of the Markdown:
+    ECP5 from the place-and-route result, iCE40 (a result cached before paths were recorded)
+    from its stored gzipped log."""
+    import gzip
+    from pathlib import Path
+
+    from dupnet.hw.budget import report as R
+    from dupnet.hw.budget.flow import PnrRun, SynthResult
+    from dupnet.hw.budget.parsers import PnrResult, parse_nextpnr_log
+    from dupnet.hw.budget.render import render_html, render_markdown
+
+    from .tiny_design import design_input
+    data = Path(__file__).parent / "data"
+    ice_log = tmp_path / "pnr.log.gz"
+    ice_log.write_bytes(gzip.compress((data / "ice40.critical_path.log").read_bytes()))
+    ecp5 = parse_nextpnr_log((data / "ecp5.critical_path.log").read_text())
+    ice = PnrResult(26.44, {"clk": {"achieved_mhz": 26.44, "target_mhz": 48.0}})
+
+    def fake_run_all(design, devices, cache_dir, jobs, pnr, per_module, seed, progress):
+        res = {r: 0.0 for r in RESOURCES} | {"lut": 300.0, "ff": 100.0, "bram": 2.0}
+        flat = {d.name: SynthResult(d.name, "flat", {}, res, []) for d in devices}
+        return flat, {}, {"ice40-up5k": PnrRun("ice40-up5k", True, ice, log=str(ice_log)),
+                          "ecp5-25f": PnrRun("ecp5-25f", True, ecp5)}
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(R, "_run_all", fake_run_all)
+    try:
+        rep = R.build_report(design_input(), parse_targets("ice40-up5k,ecp5-25f"),
+                             cache_dir=None, per_module=False)
+    finally:
+        mp.undo()
+    t_ice, t_ecp5 = rep["targets"]
+    assert t_ecp5["critical_path"] == ecp5.critical_path.to_json()
+    assert t_ecp5["critical_path"]["units"] == ["conv4_mvtu"]
+    assert t_ice["critical_path"]["start"] == "pool4_pool.fp_SB_DFFSR_Q_8_DFFLC"
+    assert t_ice["critical_path"]["units"] == ["pool4_pool", "conv4_mvtu", "conv4_window"]
+    assert t_ice["pnr"]["result"]["critical_path"] == t_ice["critical_path"]
+    ice_summary = ("pool4_pool (fp) -> conv4_window (can_issue) via conv4_mvtu: 37.8 ns, "
+                   "12 logic levels, 62% routing")
+    assert t_ice["critical_path"]["summary"] == ice_summary
+    md = render_markdown(json.loads(json.dumps(rep)))
+    assert (f"| ice40-up5k | `clk` | 26.4 | {ice_summary} | "
+            f"`pool4_pool` -> `conv4_mvtu` -> `conv4_window` |") in md
+    assert ("| ecp5-25f | `clk` | 77.6 | conv4_mvtu (w_rom0) -> conv4_mvtu (s0): 12.9 ns, "
+            "15 logic levels, 38% routing | `conv4_mvtu` |") in md
+    assert md.index("## Targets") < md.index("| target | clock | fmax (MHz) | critical path")
+    assert "conv4_window (can_issue) via conv4_mvtu" in render_html(rep)
 
 
 @pytest.mark.parametrize("width,spram_msg", [(192, "SPRAM cannot help.*needs 12 SPRAM blocks"),
