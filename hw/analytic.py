@@ -36,8 +36,9 @@ REFERENCE_CLOCK_HZ = 100_000_000
 # walk, :meth:`dupnet.hw.kinds.HwLayerKind.latency`): each register between a stream transfer
 # into a unit and the transfer out of it adds one cycle.
 #: register stages from an accepted MVTU input chunk to its output register (the registered
-#: chunk ``x1``, the accumulator, the output register)
-PIPELINE_DEPTH = 3
+#: chunk ``x1``, the weight words and terms, the chunk sums, the accumulator, the output
+#: register)
+PIPELINE_DEPTH = 5
 #: cycles from writing a pixel into the window unit's line buffer to the transfer of the first
 #: chunk that needs it: the pixel count ``avail`` is a register (the window sees the pixel a
 #: cycle after writing it), then the read data / ``o.valid`` register
@@ -119,9 +120,10 @@ class LayerModel:
     mux_lut_estimate: int = 0      # of lut_estimate: the window unit's chunk multiplexer
     pe: int | None = None
     simd: int | None = None
+    kp: int | None = None          # conv: kernel positions per beat (None: 1)
     sf: int | None = None
     nf: int | None = None
-    lanes: int | None = None       # conv: PE*SIMD MVTU lanes; pool: channels per beat
+    lanes: int | None = None       # conv: PE*KP*SIMD MVTU lanes; pool: channels per beat
     in_lanes: int | None = None    # channels per beat of the input stream
     out_lanes: int | None = None   # channels per beat of the output stream
     k: int | None = None
@@ -152,14 +154,14 @@ class LayerModel:
 
 
 def layer_model(g: ConvGeometry, pe: int, simd: int, preadd: bool = True,
-                arith: str = DEFAULT_ARITH) -> LayerModel:
-    """Analytic model of one conv layer (window unit + MVTU + gather) at folding (PE, SIMD)."""
-    return conv_model(FoldedConv(g, pe, simd, preadd=preadd, arith=arith))
+                arith: str = DEFAULT_ARITH, kp: int = 1) -> LayerModel:
+    """Analytic model of one conv layer (window unit + MVTU) at folding (PE, SIMD, KP)."""
+    return conv_model(FoldedConv(g, pe, simd, preadd=preadd, arith=arith, kp=kp))
 
 
 def _mvtu_luts(f: FoldedConv) -> int:
     """LUT6 of the MVTU datapath: pre-add trees, per-PE sums, accumulators, thresholds."""
-    g, simd, b, acc = f.geometry, f.simd, f.geometry.in_bits, f.geometry.acc_bits
+    g, simd, b, acc = f.geometry, f.mvtu_lanes, f.geometry.in_bits, f.geometry.acc_bits
     if f.preadd:
         shared = adder_tree_luts(f.term_group, b) * max(1, simd // g.w_dup)
     else:
@@ -182,20 +184,24 @@ def _mvtu_luts(f: FoldedConv) -> int:
 
 def _window_mux_luts(f: FoldedConv) -> int:
     """LUT6 of the window unit's chunk multiplexer: none when a line-buffer word is one
-    SIMD-wide chunk; whole-pixel words select one of the ``chunks`` of the duplicated pixel."""
-    chunks = f.chunks
+    SIMD-wide chunk; whole-pixel words select one of the ``chunks`` of the duplicated pixel.
+    With ``KP`` banks, each position also selects its bank (a ``KP``:1 multiplexer)."""
+    chunks, bits = f.chunks, f.geometry.in_bits
+    banks = f.kp * f.in_lanes * bits if f.kp > 1 else 0
     if f.in_lanes == f.simd or chunks == 1:
-        return 0
-    return f.simd * f.geometry.in_bits * -(-chunks // 4)
+        return banks
+    return banks + f.mvtu_lanes * bits * -(-chunks // 4)
 
 
 def _conv_ffs(f: FoldedConv) -> int:
     g, acc = f.geometry, f.geometry.acc_bits
-    ff = (f.simd * g.in_bits     # MVTU input register
+    ff = (f.mvtu_lanes * g.in_bits     # MVTU input register
           + f.pe * (acc + 1)     # S accumulators
-          + (2 * acc if f.arith != "xnor" else 0)    # T accumulator and its copy
-          + f.pe * g.out_bits    # output register
-          + f.in_lanes * g.in_bits    # window: the word read from the line buffer
+          + f.pe * acc           # registered chunk sums
+          + f.pe * f.weight_rom.width + f.terms * f.term_bits    # weight words and terms
+          + (2 * acc if f.arith != "xnor" else 0)    # T accumulator and the chunk's T
+          + 2 * f.pe * g.out_bits    # output and skid registers
+          + f.kp * f.in_lanes * g.in_bits    # window: the words read from the line buffer
           + 120)                 # counters and valid bits
     return ff
 
@@ -204,7 +210,7 @@ def conv_model(f: FoldedConv) -> LayerModel:
     """Analytic model of one folded conv layer (window unit + MVTU + gather)."""
     g = f.geometry
     mux = _window_mux_luts(f)
-    window_ctrl = 80 + 2 * max(1, f.line_buffer.depth.bit_length())
+    window_ctrl = 80 + 2 * max(1, f.line_buffer.depth.bit_length()) * f.kp
     luts = _mvtu_luts(f) + mux + window_ctrl + 40
     # threshold ROM (hidden layers) or, xnor last layer, the per-neuron offset ROM (-K)
     thr_rom = f.threshold_rom
@@ -212,8 +218,9 @@ def conv_model(f: FoldedConv) -> LayerModel:
         name=g.name, kind="conv", in_shape=(g.height, g.width, g.in_channels),
         out_shape=g.out_shape, cycles_per_frame=f.cycles_per_frame,
         rom_bits=g.unique_weight_bits, threshold_rom_bits=thr_rom.bits if thr_rom else 0,
-        buffer_bits=f.line_buffer.bits, lut_estimate=int(luts), ff_estimate=int(_conv_ffs(f)),
-        mux_lut_estimate=int(mux), pe=f.pe, simd=f.simd, sf=f.sf, nf=f.nf, lanes=f.lanes,
+        buffer_bits=f.line_buffer.bits * f.kp, lut_estimate=int(luts), ff_estimate=int(_conv_ffs(f)),
+        mux_lut_estimate=int(mux), pe=f.pe, simd=f.simd, kp=f.kp if f.kp > 1 else None,
+        sf=f.sf, nf=f.nf, lanes=f.lanes,
         in_lanes=f.in_lanes, out_lanes=f.out_lanes,
         k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=g.in_bits, out_bits=g.out_bits,
         acc_bits=g.acc_bits, is_last=g.is_last, preadd=f.preadd, arith=f.arith,

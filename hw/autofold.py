@@ -21,24 +21,36 @@ __all__ = ["auto_folding", "choose_folding", "min_layer_cycles", "DEFAULT_FPS",
            "DEFAULT_CLOCK_HZ"]
 
 
+def _layer_options(g: ConvGeometry):
+    """Every valid ``(PE, SIMD, KP)`` of a conv layer, ``KP = 1`` first."""
+    return [(pe, simd, kp) for kp in FoldedConv.kernel_options(g)
+            for pe, simd in FoldedConv.candidates(g)]
+
+
 def _best_for_target(g: ConvGeometry, target: int, preadd: bool, arith: str):
+    """The ``(PE, SIMD, KP)`` of the smallest LUT estimate within ``target`` cycles/frame
+    (ties: fewer lanes, more cycles, fewer PE), or None. ``KP = k`` only where one kernel
+    position per beat cannot meet the target: its banked line buffer takes more block RAMs
+    than one buffer, which the LUT estimate does not weigh."""
     best = None
-    for pe, simd in FoldedConv.candidates(g):
-        m = layer_model(g, pe, simd, preadd=preadd, arith=arith)
+    for pe, simd, kp in _layer_options(g):
+        if kp > 1 and best is not None and best[1][2] == 1:
+            break                   # KP = 1 meets the target (the options list KP = 1 first)
+        m = layer_model(g, pe, simd, preadd=preadd, arith=arith, kp=kp)
         if m.cycles_per_frame > target:
             continue
-        key = (m.lut_estimate, m.lanes, m.cycles_per_frame, pe)
+        key = (m.lut_estimate, m.lanes, m.cycles_per_frame, pe, kp)
         if best is None or key < best[0]:
-            best = (key, (pe, simd), m)
+            best = (key, (pe, simd, kp), m)
     return best
 
 
-def min_layer_cycles(g: ConvGeometry, preadd: bool = True) -> tuple[int, tuple[int, int]]:
-    """Fewest cycles/frame of a conv layer at any valid folding, and that (PE, SIMD): fully
-    unfolded, ``H*W*k*k`` (the window unit emits one kernel position per cycle; SIMD
-    parallelises channels only)."""
-    return min((layer_model(g, pe, simd, preadd=preadd).cycles_per_frame, (pe, simd))
-               for pe, simd in FoldedConv.candidates(g))
+def min_layer_cycles(g: ConvGeometry, preadd: bool = True) -> tuple[int, tuple[int, int, int]]:
+    """Fewest cycles/frame of a conv layer at any valid folding, and that (PE, SIMD, KP):
+    fully unfolded, ``H*W*k`` (the window unit emits at most one row of the kernel per
+    cycle)."""
+    return min((layer_model(g, pe, simd, preadd=preadd, kp=kp).cycles_per_frame, (pe, simd, kp))
+               for pe, simd, kp in _layer_options(g))
 
 
 def _fixed_min_cycles(config: NetworkConfig, pixels_per_beat: int) -> tuple[int, str]:
@@ -86,13 +98,16 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     fixed, fixed_what = _fixed_min_cycles(config, pixels_per_beat)
 
     def for_target(t: int) -> Folding | None:
-        layers = {}
+        layers, kps = {}, {}
         for g in geoms:
             b = _best_for_target(g, t, preadd, arith)
             if b is None:
                 return None
-            layers[g.name] = b[1]
-        return _with_pool_lanes(config, Folding(layers, preadd=preadd, arith=arith), t)
+            pe, simd, kp = b[1]
+            layers[g.name] = (pe, simd)
+            if kp > 1:
+                kps[g.name] = kp
+        return _with_pool_lanes(config, Folding(layers, preadd=preadd, arith=arith, kp=kps), t)
 
     if target_cycles is not None:
         if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) \
@@ -102,13 +117,14 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
             raise FoldingError(f"target of {target_cycles} cycles/frame is impossible: the "
                                f"{fixed_what} alone needs {fixed} cycles/frame")
         for g in geoms:
-            least, (pe, simd) = min_layer_cycles(g, preadd)
+            least, (pe, simd, kp) = min_layer_cycles(g, preadd)
             if least > target_cycles:
                 raise FoldingError(
                     f"target of {target_cycles} cycles/frame is impossible: layer {g.index} "
-                    f"({g.name}) needs at least H*W*k*k = {g.height}*{g.width}*{g.k}*{g.k} = "
+                    f"({g.name}) needs at least H*W*k = {g.height}*{g.width}*{g.k} = "
                     f"{least} cycles/frame even fully unfolded (PE = C_out = {pe}, SIMD = C' "
-                    f"= {simd}: the window unit emits one kernel position per cycle)")
+                    f"= {simd}, KP = k = {kp}: the window unit emits at most one row of the "
+                    f"kernel per cycle)")
         f = for_target(target_cycles)
         if f is None:      # unreachable after the checks above; never a bare assert
             raise FoldingError(f"no folding meets a target of {target_cycles} cycles/frame")
@@ -116,8 +132,8 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
 
     if isinstance(lut_budget, bool) or not isinstance(lut_budget, int) or lut_budget < 1:
         raise FoldingError(f"LUT budget must be a positive integer, got {lut_budget!r}")
-    targets = sorted({layer_model(g, pe, s, preadd).cycles_per_frame
-                      for g in geoms for pe, s in FoldedConv.candidates(g)} | {fixed})
+    targets = sorted({layer_model(g, pe, s, preadd, kp=kp).cycles_per_frame
+                      for g in geoms for pe, s, kp in _layer_options(g)} | {fixed})
     targets = [t for t in targets if t >= fixed]
 
     def luts(t: int) -> int | None:

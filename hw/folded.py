@@ -5,9 +5,10 @@ folding (PE output lanes, SIMD input lanes, pre-add, MVTU arithmetic). It valida
 creation (:class:`FoldingError`, naming the layer and the field) and derives every shape the
 generator, the analytic model, the budget reports and the testbenches use::
 
-    sf     = k*k*C'/SIMD        input folds per output pixel and neuron fold
+    sf     = k*k*C'/(SIMD*KP)   input folds per output pixel and neuron fold
     nf     = C_out/PE           neuron folds per output pixel
     chunks = C'/SIMD            SIMD-wide chunks of one (duplicated) pixel
+    KP                          kernel positions per beat: 1, or k (a row of the window)
     cycles_per_frame = H*W*sf*nf
 
 and the layer's memories (:class:`LayerMemory`, named by the constants below), each with one
@@ -95,11 +96,14 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def window_depth(k: int, width: int) -> int:
+def window_depth(k: int, width: int, banks: int = 1) -> int:
     """Line-buffer depth (pixels): the window's minimum ``(k-1)*W + k + 1`` (the rows the
     window spans plus the pixel being written) plus ``ceil(W/2) + WINDOW_SLACK_PIXELS`` of
-    slack for bursty upstreams; exact (the addresses wrap at the depth, no power of two)."""
-    return (k - 1) * width + k + 1 + (width + 1) // 2 + WINDOW_SLACK_PIXELS
+    slack for bursty upstreams, rounded up to a multiple of ``banks`` (the line buffer of a
+    window that reads ``banks`` kernel positions per beat is split into that many banks);
+    exact otherwise (the addresses wrap at the depth, no power of two)."""
+    depth = (k - 1) * width + k + 1 + (width + 1) // 2 + WINDOW_SLACK_PIXELS
+    return -(-depth // banks) * banks
 
 
 def pool_rowbuf_depth(stride: int, width: int) -> int:
@@ -145,6 +149,10 @@ class FoldedConv:
     spram : bool
         The PE weight memories are iCE40 SPRAM blocks (:mod:`dupnet.hw.spram`; needs
         ``weights = "load"``: SPRAM has no initial contents).
+    kp : int
+        Kernel positions per beat: 1 (the window emits one position's chunk per cycle), or
+        ``k`` (a whole row of the window: the chunk of each of its ``k`` positions, so the
+        MVTU takes ``KP*SIMD`` lanes per cycle; the line buffer is split into ``k`` banks).
 
     Raises
     ------
@@ -158,6 +166,7 @@ class FoldedConv:
     arith: str = DEFAULT_ARITH
     weights: str = "rom"
     spram: bool = False
+    kp: int = 1
 
     def __post_init__(self):
         g, where = self.geometry, self.where
@@ -179,6 +188,11 @@ class FoldedConv:
         if self.weights not in WEIGHT_SOURCES:
             raise FoldingError(f"{where}: field 'weights' must be one of "
                                f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {self.weights!r}")
+        _positive_int(where, "kp", self.kp)
+        if self.kp not in (1, g.k):
+            raise FoldingError(f"{where}: field 'kp' ({self.kp}) must be 1 or the kernel size "
+                               f"k = {g.k} (kernel positions per beat: one, or a row of the "
+                               f"{g.k}x{g.k} window)")
         if self.spram and self.weights != "load":
             raise FoldingError(f"{where}: weights in SPRAM need weights = \"load\" (SPRAM "
                                f"has no initial contents; the load port writes it)")
@@ -192,9 +206,15 @@ class FoldedConv:
     # ---- folds
     @property
     def sf(self) -> int:
-        """Input folds per output pixel and neuron fold: ``k*k*C'/SIMD``."""
+        """Input folds per output pixel and neuron fold: ``k*k*C'/(SIMD*KP)``."""
         g = self.geometry
-        return g.k * g.k * g.c_dup // self.simd
+        return g.k * g.k * g.c_dup // (self.simd * self.kp)
+
+    @property
+    def mvtu_lanes(self) -> int:
+        """Input lanes of the MVTU per cycle: ``KP*SIMD`` (``KP`` positions, each a SIMD-wide
+        chunk; lane ``p*SIMD + l`` is lane ``l`` of position ``p``)."""
+        return self.kp * self.simd
 
     @property
     def nf(self) -> int:
@@ -208,7 +228,7 @@ class FoldedConv:
 
     @property
     def lanes(self) -> int:
-        return self.pe * self.simd
+        return self.pe * self.mvtu_lanes
 
     @property
     def cycles_per_frame(self) -> int:
@@ -222,11 +242,17 @@ class FoldedConv:
 
     # ---- weights
     @property
+    def chunk_weight_bits(self) -> int:
+        """Stored (unique) weight bits of one position's SIMD-wide chunk: ``SIMD/w_dup``, or 1
+        when SIMD < w_dup (the bit is read again for ``w_dup/SIMD`` chunks)."""
+        return self.simd // self.geometry.w_dup if self.simd % self.geometry.w_dup == 0 else 1
+
+    @property
     def weight_rom(self) -> MemoryShape:
         """Shape of each of the PE weight ROMs (unique bits only): a word of
-        ``max(1, SIMD/w_dup)`` bits per input fold."""
+        ``KP*max(1, SIMD/w_dup)`` bits per input fold."""
         g = self.geometry
-        width = self.simd // g.w_dup if self.simd % g.w_dup == 0 else 1
+        width = self.kp * self.chunk_weight_bits
         depth = self.nf * g.k * g.k * g.c_unique // width
         return MemoryShape(depth, width)
 
@@ -245,8 +271,8 @@ class FoldedConv:
 
     @property
     def terms(self) -> int:
-        """Terms per chunk (per PE): ``SIMD / term_group``."""
-        return self.simd // self.term_group
+        """Terms per input fold (per PE): ``KP*SIMD / term_group``."""
+        return self.mvtu_lanes // self.term_group
 
     @property
     def term_bits(self) -> int:
@@ -310,16 +336,22 @@ class FoldedConv:
 
     @property
     def window_pixels(self) -> int:
-        """Pixels the line buffer holds (:func:`window_depth`)."""
-        return window_depth(self.geometry.k, self.geometry.width)
+        """Pixels the line buffer holds (:func:`window_depth`, a multiple of ``KP``)."""
+        return window_depth(self.geometry.k, self.geometry.width, self.kp)
 
     @property
     def line_buffer(self) -> MemoryShape:
-        """The window unit's line buffer: :attr:`window_pixels` pixels of
-        :attr:`words_per_pixel` words of :attr:`in_lanes` codes."""
+        """One bank of the window unit's line buffer (``KP`` banks; pixel slot ``s`` in bank
+        ``s mod KP``): ``window_pixels/KP`` pixels of :attr:`words_per_pixel` words of
+        :attr:`in_lanes` codes."""
         g = self.geometry
-        return MemoryShape(self.window_pixels * self.words_per_pixel,
+        return MemoryShape(self.window_pixels // self.kp * self.words_per_pixel,
                            self.in_lanes * g.in_bits)
+
+    @property
+    def line_buffer_names(self) -> list[str]:
+        """The line-buffer bank memories' names: ``linebuf``, or ``linebuf<b>`` per bank."""
+        return [LINE_BUFFER] if self.kp == 1 else [f"{LINE_BUFFER}{b}" for b in range(self.kp)]
 
     @property
     def memories(self) -> list[LayerMemory]:
@@ -333,14 +365,15 @@ class FoldedConv:
         if t is not None:
             out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, rom, not rom))
         lb = self.line_buffer
-        out.append(LayerMemory(LINE_BUFFER, lb.depth, lb.width, False))
+        out += [LayerMemory(name, lb.depth, lb.width, False) for name in self.line_buffer_names]
         return out
 
     @classmethod
     def of(cls, height: int, width: int, in_channels: int, out_channels: int, k: int, pe: int,
            simd: int, *, w_dup: int = 1, x_dup: int = 1, in_bits: int = 2,
            act_bits: int | None = 2, preadd: bool = True, arith: str = DEFAULT_ARITH,
-           name: str = "conv", index: int = 0, weights: str = "rom") -> "FoldedConv":
+           name: str = "conv", index: int = 0, weights: str = "rom",
+           kp: int = 1) -> "FoldedConv":
         """A folded layer from plain numbers (unit tests, benchmarks): the geometry of a conv
         of ``k x k`` on ``height x width x in_channels`` codes of ``in_bits`` bits, a hidden
         layer with ``act_bits`` output bits or (None) a last layer."""
@@ -348,7 +381,7 @@ class FoldedConv:
                          in_channels=in_channels, out_channels=out_channels, w_dup=w_dup,
                          x_dup=x_dup, in_bits=in_bits, act_bits=act_bits,
                          is_last=act_bits is None)
-        return cls(g, pe, simd, preadd=preadd, arith=arith, weights=weights)
+        return cls(g, pe, simd, preadd=preadd, arith=arith, weights=weights, kp=kp)
 
     @classmethod
     def candidates(cls, g: ConvGeometry) -> list[tuple[int, int]]:
@@ -356,6 +389,12 @@ class FoldedConv:
         simds = [s for s in divisors(g.c_dup)
                  if g.w_dup == 1 or s % g.w_dup == 0 or g.w_dup % s == 0]
         return [(pe, s) for pe in divisors(g.out_channels) for s in simds]
+
+    @staticmethod
+    def kernel_options(g: ConvGeometry) -> list[int]:
+        """The valid kernel positions per beat (``KP``) of a conv layer: 1, and ``k`` when
+        ``k > 1``."""
+        return [1, g.k] if g.k > 1 else [1]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ top-level ``preadd`` and ``arith`` fields::
     [conv1]
     pe = 8
     simd = 6
+    kp = 3              # optional: kernel positions per beat, 1 (default) or k
     [pool1]
     lanes = 8           # optional; default: the lanes of the stream into the pool
 
@@ -44,13 +45,20 @@ class Folding:
     (:data:`dupnet.hw.folded.ARITHMETICS`); ``pools``: max-pool name -> lanes (channels per
     beat), for the pools that do not take their upstream's lanes; ``weights``: where the
     weights and thresholds come from (:data:`dupnet.hw.folded.WEIGHT_SOURCES`); ``spram``:
-    the conv layers whose weight memories are iCE40 SPRAM blocks (with ``weights = "load"``)."""
+    the conv layers whose weight memories are iCE40 SPRAM blocks (with ``weights = "load"``);
+    ``kp``: conv layer name -> kernel positions per beat, for the layers where it is not 1
+    (:class:`~dupnet.hw.folded.FoldedConv`)."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
     arith: str = DEFAULT_ARITH
     pools: dict[str, int] = field(default_factory=dict)
     weights: str = "rom"
     spram: tuple[str, ...] = ()
+    kp: dict[str, int] = field(default_factory=dict)
+
+    def kernel_positions(self, name: str) -> int:
+        """Kernel positions per beat of conv layer ``name`` (1 unless set)."""
+        return self.kp.get(name, 1)
 
     def __getitem__(self, name: str) -> tuple[int, int]:
         return self.layers[name]
@@ -71,6 +79,8 @@ class Folding:
             d["spram"] = list(self.spram)
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
+            if self.kernel_positions(name) != 1:
+                d[name]["kp"] = self.kernel_positions(name)
         for name, lanes in self.pools.items():
             d[name] = {"lanes": lanes}
         return d
@@ -83,7 +93,9 @@ class Folding:
             lines.append("spram = [" + ", ".join(f'"{n}"' for n in self.spram) + "]")
         lines.append("")
         for name, (pe, simd) in self.layers.items():
-            lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", ""]
+            kp = [f"kp = {self.kernel_positions(name)}"] if self.kernel_positions(name) != 1 \
+                else []
+            lines += [f"[{name}]", f"pe = {pe}", f"simd = {simd}", *kp, ""]
         for name, lanes in self.pools.items():
             lines += [f"[{name}]", f"lanes = {lanes}", ""]
         return "\n".join(lines)
@@ -112,6 +124,7 @@ def _parse(data: Any, where: str) -> Folding:
                            f"{spram!r}")
     layers: dict[str, tuple[int, int]] = {}
     pools: dict[str, int] = {}
+    kps: dict[str, int] = {}
     for name, entry in data.items():
         if name in ("preadd", "arith", "weights", "spram"):
             continue
@@ -120,10 +133,12 @@ def _parse(data: Any, where: str) -> Folding:
             raise FoldingError(f"{lw}: must be a table with fields 'pe' and 'simd' (a conv) "
                                f"or 'lanes' (a max-pool)")
         fields = ("lanes",) if "lanes" in entry else ("pe", "simd")
-        extra = sorted(set(entry) - set(fields))
+        optional = () if "lanes" in entry else ("kp",)
+        extra = sorted(set(entry) - set(fields) - set(optional))
         if extra:
             raise FoldingError(f"{lw}: unknown field(s) {', '.join(map(repr, extra))}; "
-                               f"allowed: pe, simd (a conv) or lanes (a max-pool)")
+                               f"allowed: pe, simd, kp (a conv) or lanes (a max-pool)")
+        fields += tuple(f for f in optional if f in entry)
         vals = []
         for f in fields:
             if f not in entry:
@@ -136,8 +151,10 @@ def _parse(data: Any, where: str) -> Folding:
             pools[name] = vals[0]
         else:
             layers[name] = (vals[0], vals[1])
+            if len(vals) > 2 and vals[2] != 1:
+                kps[name] = vals[2]
     return Folding(layers, preadd=preadd, arith=arith, pools=pools, weights=weights,
-                   spram=tuple(spram))
+                   spram=tuple(spram), kp=kps)
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -189,7 +206,8 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
         pe, simd = folding.layers[g.name]
         try:
             FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
-                       weights=folding.weights, spram=g.name in folding.spram)
+                       weights=folding.weights, spram=g.name in folding.spram,
+                       kp=folding.kernel_positions(g.name))
         except FoldingError as e:
             raise FoldingError(f"{where}: {e}") from None
 

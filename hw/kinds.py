@@ -115,7 +115,8 @@ class ConvKind(HwLayerKind):
              upstream_lanes: int | None = None) -> FoldedConv:
         pe, simd = folding[g.name]
         return FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
-                          weights=folding.weights, spram=g.name in folding.spram)
+                          weights=folding.weights, spram=g.name in folding.spram,
+                          kp=folding.kernel_positions(g.name))
 
     def model(self, folded: FoldedConv) -> LayerModel:
         return conv_model(folded)

@@ -9,8 +9,10 @@ The MVTU owns the fold counters, the ROM ports, the pipeline registers and the o
 the arithmetic of the sum (``"xnor"``, ``"gated"``, ``"addsub"``) is one class each in
 :mod:`dupnet.hw.mvtu_arith`. The shapes come from :class:`dupnet.hw.folded.FoldedConv`.
 
-Pipeline: stage 0 counts folds and addresses the weight ROMs; stage 1 registers the input
-chunk, forms the terms (pre-summed with pre-add) and accumulates each PE's chunk sum; stage 2
+Pipeline: stage 0 counts folds and addresses the weight ROMs, and registers the input chunk;
+stage 1 registers the weight words read from the ROMs and the chunk's terms (pre-summed with
+pre-add): a block RAM's clock-to-out delay ends at a register; stage 2 sums each PE's terms
+(the compressor) into a chunk-sum register; stage 3 accumulates the chunk sums; stage 4
 compares with the thresholds (hidden layers) into the output register.
 """
 from __future__ import annotations
@@ -31,10 +33,15 @@ __all__ = ["MVTU", "weight_rom_images", "memory_images"]
 
 def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]:
     """ROM words per PE: PE ``p`` holds neurons ``nf*PE + p`` in order, each neuron's unique bits
-    ``V[o].reshape(-1)`` (ky, kx, cu order), packed ``width`` bits per word, LSB first."""
-    g, pe = layer.geometry, layer.pe
+    ``V[o]`` in the order the window emits them, packed ``width`` bits per word, LSB first:
+    (ky, kx, cu) with one position per beat; with ``KP = k`` positions per beat (ky, chunk,
+    kx, the chunk's bits), so that a word holds the chunk's bits of the ``k`` positions."""
+    g, pe, kp = layer.geometry, layer.pe, layer.kp
     depth, width = layer.weight_rom
-    bits = (np.asarray(weights).reshape(g.out_channels, -1) > 0).astype(np.int64)
+    u = layer.chunk_weight_bits
+    bits = (np.asarray(weights) > 0).astype(np.int64)
+    bits = bits.reshape(g.out_channels, g.k, g.k // kp, kp, g.c_unique // u, u)
+    bits = bits.transpose(0, 1, 2, 4, 3, 5).reshape(g.out_channels, -1)
     images = []
     weights_of_bit = np.array([1 << i for i in range(width)], dtype=object)
     for p in range(pe):
@@ -92,9 +99,9 @@ class MVTU(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(unsigned(simd*in_bits)))
-        Window chunks in the order (neuron fold, ky, kx, chunk) per output pixel; lane ``l`` at
-        bits ``[l*in_bits +: in_bits]``.
+    i : In(stream.Signature(unsigned(kp*simd*in_bits)))
+        Window chunks in the order (neuron fold, ky, kx group, chunk) per output pixel, ``KP``
+        positions side by side; lane ``l`` at bits ``[l*in_bits +: in_bits]``.
     o : Out(stream.Signature(...))
         Hidden: ``PE*act_bits`` bits, lane ``j`` = code of channel ``nf*PE + j`` at
         ``[j*act_bits +: act_bits]``. Last layer: ``PE*acc_bits + 1`` bits, signed accumulator
@@ -130,7 +137,7 @@ class MVTU(wiring.Component):
             out_w = layer.pe * g.acc_bits + (1 if frame_beats is not None else 0)
         else:
             out_w = layer.pe * g.act_bits
-        super().__init__({"i": In(stream.Signature(unsigned(layer.simd * g.in_bits))),
+        super().__init__({"i": In(stream.Signature(unsigned(layer.mvtu_lanes * g.in_bits))),
                           "o": Out(stream.Signature(unsigned(out_w)))})
 
     def _memory(self, lm, image: list[int]) -> Memory:
@@ -153,26 +160,46 @@ class MVTU(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # The pipeline stalls only when a finished output (v2) meets an occupied, blocked
-        # output register: while a pixel's sf chunks are still being accumulated, backpressure
-        # on ``o`` costs nothing (it is absorbed by the accumulation).
+        # The pipeline stalls only when a finished output (v2) meets a full skid register:
+        # while a pixel's sf chunks are still being accumulated, backpressure on ``o`` costs
+        # nothing (it is absorbed by the accumulation). ``stall``, and so ``i.ready``, is a
+        # function of registers only: ``o.ready`` reaches the output and skid registers'
+        # enables, not the upstream's handshake (a chain of ready signals through several
+        # units limited fmax).
         stall = Signal()
         o_valid = Signal()
         v2 = Signal()
-        m.d.comb += [stall.eq(o_valid & ~self.o.ready & v2), self.o.valid.eq(o_valid),
-                     self.i.ready.eq(~stall)]
+        skid_valid = Signal()
+        o_free = Signal()
+        m.d.comb += [stall.eq(skid_valid & v2), self.o.valid.eq(o_valid),
+                     o_free.eq(~o_valid | self.o.ready), self.i.ready.eq(~stall)]
         nfc, rports, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
-        accs = self._stage1(m, stall, nfc, rports, x1, v1, first1, last1, v2)
+        words, terms, pos_w = self._weight_stage(m, stall, rports, x1, (v1, first1, last1, nf1))
+        psums, pos_s = self._sum_stage(m, stall, words, terms, pos_w)
+        accs = self._accumulate(m, stall, pos_w[3], psums, pos_s, v2)
+        nf_s = pos_s[3]
         payload = Signal.like(self.o.payload)
         if self.g.act_bits is None:
             m.d.comb += payload.eq(self._last_layer_payload(m, stall, v2, accs))
         else:
-            m.d.comb += payload.eq(Cat(*self._codes(m, stall, nf1, accs)))
+            m.d.comb += payload.eq(Cat(*self._codes(m, stall, nf_s, accs)))
+        self._output(m, stall, v2, payload, o_valid, o_free, skid_valid)
+        return m
+
+    def _output(self, m, stall, v2, payload, o_valid, o_free, skid_valid):
+        """The output register and its skid register: a finished output goes to the output
+        register when it is free (or being read), else to the skid register, which moves to
+        the output register as soon as that is free."""
+        skid = Signal.like(payload, name="skid")
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += o_valid.eq(0)
-        with m.If(~stall & v2):
-            m.d.sync += [o_valid.eq(1), self.o.payload.eq(payload)]
-        return m
+        with m.If(skid_valid & o_free):
+            m.d.sync += [o_valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
+        with m.If(~stall & v2):       # the skid register is empty (else ``stall``)
+            with m.If(o_free):
+                m.d.sync += [o_valid.eq(1), self.o.payload.eq(payload)]
+            with m.Else():
+                m.d.sync += [skid_valid.eq(1), skid.eq(payload)]
 
     def _stage0(self, m, stall):
         """Fold counters, weight ROM addresses, the registered input chunk."""
@@ -203,7 +230,7 @@ class MVTU(wiring.Component):
             with m.If(sfc == sf - 1):
                 m.d.sync += nfc.eq(Mux(nfc == nf - 1, 0, nfc + 1))
 
-        x1 = Signal(self.simd * self.g.in_bits)
+        x1 = Signal(self.layer.mvtu_lanes * self.g.in_bits)
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nfc)
         with m.If(~stall):
@@ -215,7 +242,7 @@ class MVTU(wiring.Component):
         """The chunk's terms: its lanes, or with pre-add the sums of the lanes sharing a
         weight bit (shared by every PE)."""
         b, layer = self.g.in_bits, self.layer
-        xs = [x1[l * b:(l + 1) * b] for l in range(self.simd)]
+        xs = [x1[l * b:(l + 1) * b] for l in range(layer.mvtu_lanes)]
         if not layer.preadd:
             return xs
         gsize = layer.term_group
@@ -228,27 +255,64 @@ class MVTU(wiring.Component):
         assert len(pre[0]) == layer.term_bits
         return pre
 
-    def _weight_bit(self, rports, p):
+    @staticmethod
+    def _delay(m, stall, values, stage):
+        """``values`` registered while the pipeline advances (their names suffixed
+        ``stage``)."""
+        regs = []
+        for n, v in enumerate(values):
+            r = Signal.like(v, name=f"{v.name}_{stage}") if isinstance(v, Signal) \
+                else Signal(len(v), name=f"lane{n}_{stage}")
+            with m.If(~stall):
+                m.d.sync += r.eq(v)
+            regs.append(r)
+        return regs
+
+    def _weight_stage(self, m, stall, rports, x1, pos1):
+        """The weight words read from the ROMs and the chunk's terms, registered with the
+        chunk's position (valid, first / last input fold, neuron fold)."""
+        words = self._delay(m, stall, [rp.data for rp in rports], "w")
+        terms = self._delay(m, stall, self._terms(m, x1), "w")
+        return words, terms, self._delay(m, stall, pos1, "w")
+
+    def _weight_bit(self, wbits, p):
         """``u -> `` the weight bit of term ``u`` of PE ``p`` (broadcast to the lanes sharing
-        it)."""
-        wbits, w_dup = rports[p].data, self.g.w_dup
+        it): position ``u div SIMD``'s bits start at ``(u div SIMD) * chunk_weight_bits``."""
+        w_dup = self.g.w_dup
         if self.layer.preadd:
             return lambda u: wbits[u]
-        return lambda u: wbits[u // w_dup if self.simd >= w_dup else 0]
+        simd, u_bits = self.simd, self.layer.chunk_weight_bits
+        if simd >= w_dup:
+            return lambda u: wbits[(u // simd) * u_bits + (u % simd) // w_dup]
+        return lambda u: wbits[u // simd]
 
-    def _stage1(self, m, stall, nfc, rports, x1, v1, first1, last1, v2):
-        """Per-PE chunk sums and accumulators; returns the values stage 2 uses."""
+    def _sum_stage(self, m, stall, words, terms, pos_w):
+        """Per-PE chunk sums of the registered terms and weight words, registered with the
+        chunk's position."""
         arith = self.arith
-        lanes = self._terms(m, x1)
-        acc_regs, starts = arith.accumulators(m, nfc, stall)
-        arith.shared(m, lanes)
+        arith.shared(m, terms, stall)
+        psums = []
         for p in range(self.pe):
-            psum = arith.partial_sum(m, p, lanes, self._weight_bit(rports, p))
-            with m.If(~stall & v1):
-                m.d.sync += acc_regs[p].eq(Mux(first1, starts[p], acc_regs[p]) + psum)
+            psum = arith.partial_sum(m, p, terms, self._weight_bit(words[p], p))
+            psum_r = Signal.like(psum, name=f"psum_r{p}")
+            with m.If(~stall):
+                m.d.sync += psum_r.eq(psum)
+            psums.append(psum_r)
+        return psums, self._delay(m, stall, pos_w, "s")
+
+    def _accumulate(self, m, stall, nf_w, psums, pos_s, v2):
+        """Per-PE accumulators of the registered chunk sums; returns the values stage 4 uses.
+        ``nf_w`` (the neuron fold a stage earlier) addresses the last layer's offset memory, so
+        that its start value is read by the time the fold's first chunk sum arrives."""
+        arith = self.arith
+        v_s, first_s, last_s, _ = pos_s
+        acc_regs, starts = arith.accumulators(m, nf_w, stall)
+        for p in range(self.pe):
+            with m.If(~stall & v_s):
+                m.d.sync += acc_regs[p].eq(Mux(first_s, starts[p], acc_regs[p]) + psums[p])
         with m.If(~stall):
-            m.d.sync += v2.eq(v1 & last1)
-            arith.update_shared(m, v1, first1)
+            m.d.sync += v2.eq(v_s & last_s)
+            arith.update_shared(m, v_s, first_s)
         return [arith.result(m, p, acc_regs[p]) for p in range(self.pe)]
 
     def _last_layer_payload(self, m, stall, v2, accs):
@@ -262,7 +326,7 @@ class MVTU(wiring.Component):
             m.d.sync += beat.eq(Mux(is_last, 0, beat + 1))
         return Cat(*accs, is_last)
 
-    def _codes(self, m, stall, nf1, accs):
+    def _codes(self, m, stall, nf_s, accs):
         """Per PE the output code: how many of its thresholds the accumulator meets."""
         g, pe, nf = self.g, self.pe, self.layer.nf
         nt = g.n_thresholds
@@ -274,7 +338,7 @@ class MVTU(wiring.Component):
             # word n: lane (p, t) at [(p*nt + t)*tb +: tb] (memory_images)
             m.submodules[self.layer.threshold_rom_name] = self.threshold_mem
             trp = self.threshold_mem.read_port()
-            m.d.comb += [trp.addr.eq(nf1 if nf > 1 else 0), trp.en.eq(~stall)]
+            m.d.comb += [trp.addr.eq(nf_s if nf > 1 else 0), trp.en.eq(~stall)]
             tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
                      for p in range(pe)]
             if tshape.signed:

@@ -6,8 +6,9 @@ With weights in {-1, +1} and unsigned ``b``-bit inputs, an MVTU neuron computes
 * :meth:`MvtuArithmetic.accumulators`: the accumulator registers and the value each starts a
   pixel at (``0``, or ``-K`` for the ``"xnor"`` last layer, read from the offset ROM when the
   layer has several neuron folds);
-* :meth:`MvtuArithmetic.shared`: combinational logic of a chunk shared by every PE (the input
-  sum ``T`` of ``"gated"``), and :meth:`MvtuArithmetic.update_shared`, its registers;
+* :meth:`MvtuArithmetic.shared`: logic of a chunk shared by every PE (the input sum ``T`` of
+  ``"gated"``), registered with the chunk sums, and :meth:`MvtuArithmetic.update_shared`, its
+  accumulation;
 * :meth:`MvtuArithmetic.partial_sum`: the chunk's sum for one PE from its terms and weight bits;
 * :meth:`MvtuArithmetic.result`: the value the thresholds compare with (or the last layer's
   accumulator) from an accumulator register;
@@ -85,12 +86,15 @@ class MvtuArithmetic:
         return max(1, self.g.acc_max.bit_length())
 
     def accumulators(self, m: Module, nfc: Value, stall: Value) -> tuple[list, list]:
-        """Per PE: the accumulator register and its start value for a pixel."""
+        """Per PE: the accumulator register and its start value for a pixel (``nfc``: the
+        neuron fold of the chunk a cycle before it is accumulated, the address of a start
+        value read from memory)."""
         return ([Signal(self.sum_bits, name=f"s{p}") for p in range(self.layer.pe)],
                 [Const(0, 1)] * self.layer.pe)
 
-    def shared(self, m: Module, lanes: list[Value]) -> None:
-        """Combinational logic of one chunk shared by every PE (none by default)."""
+    def shared(self, m: Module, lanes: list[Value], stall: Value) -> None:
+        """Logic of one chunk shared by every PE, registered while the pipeline advances
+        (``stall`` low) like the chunk sums (none by default)."""
 
     def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:
         """The sum of one chunk for PE ``p``; ``weight_bit(u)`` is the weight of term ``u``."""
@@ -165,11 +169,12 @@ class _InputSumArithmetic(MvtuArithmetic):
     """Shared input sum ``T`` of a chunk, accumulated per pixel (used by ``"gated"``; kept by
     ``"addsub"``, whose generated design has always carried it)."""
 
-    def shared(self, m: Module, lanes: list[Value]) -> None:
+    def shared(self, m: Module, lanes: list[Value], stall: Value) -> None:
         self.T = Signal(self.sum_bits, name="T")
         t_sum = adder_tree(lanes)
         self.t_chunk = Signal(t_sum.shape(), name="t_chunk")
-        m.d.comb += self.t_chunk.eq(t_sum)
+        with m.If(~stall):
+            m.d.sync += self.t_chunk.eq(t_sum)
 
     def update_shared(self, m: Module, v1: Value, first1: Value) -> None:
         with m.If(v1):

@@ -7,6 +7,12 @@ again, no extra activation memory). Positions outside the image are zeros ("same
 
 A line-buffer word is one SIMD-wide chunk of a pixel where SIMD divides ``C_in`` (one word
 read per chunk, no multiplexer), else a whole pixel (:func:`dupnet.hw.folded.buffer_lanes`).
+
+With ``KP = k`` kernel positions per beat the unit emits a whole row of the window per beat:
+for every ky, the chunk ``j`` of the ``k`` positions ``(ky, 0..k-1)`` side by side. Those are
+``k`` consecutive pixel slots of the line buffer, so the buffer is split into ``k`` banks
+(slot ``s`` in bank ``s mod k``, at row ``s div k``), each with its own read port: every
+position reads a different bank in the same cycle, and the buffer holds no more bits.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .folded import LINE_BUFFER, FoldedConv
+from .folded import FoldedConv
 
 __all__ = ["WindowUnit"]
 
@@ -38,8 +44,10 @@ class WindowUnit(wiring.Component):
         One line-buffer word per beat: pixels in raster order, each as ``words_per_pixel``
         beats of ``in_lanes`` channels (beat ``w`` lane ``l``: channel ``w*in_lanes + l`` at
         ``[l*bits +: bits]``), frames back to back.
-    o : Out(stream.Signature(unsigned(simd*bits)))
-        One chunk per beat; lane ``l`` is channel ``chunk*simd + l`` of ``X'``.
+    o : Out(stream.Signature(unsigned(kp*simd*bits)))
+        One chunk of ``KP`` positions per beat, in the order (neuron fold, ky, kx group,
+        chunk); lane ``p*simd + l`` is channel ``chunk*simd + l`` of ``X'`` at position
+        ``kx = kx_group*KP + p``.
     collision : Signal
         Simulation check: a pixel the output uses is read from the slot written in the same
         cycle. Never 1 (tests/hw/test_hw_window.py watches it): the line buffer is emitted with
@@ -55,35 +63,37 @@ class WindowUnit(wiring.Component):
         self.height, self.width, self.channels, self.bits = g.height, g.width, g.in_channels, \
             g.in_bits
         self.k, self.simd, self.x_dup, self.repeat = g.k, layer.simd, g.x_dup, layer.nf
+        self.kp = layer.kp
         self.depth = layer.window_pixels
         self.chunks = layer.chunks
         self.in_lanes, self.words = layer.in_lanes, layer.words_per_pixel
         super().__init__({"i": In(stream.Signature(unsigned(self.in_lanes * self.bits))),
-                          "o": Out(stream.Signature(unsigned(self.simd * self.bits)))})
+                          "o": Out(stream.Signature(unsigned(self.kp * self.simd
+                                                             * self.bits)))})
         self.collision = Signal()
 
     def elaborate(self, platform):
         m = Module()
-        H, W, depth = self.height, self.width, self.depth
+        H, W = self.height, self.width
         hw = H * W
-        abits = max(1, (depth - 1).bit_length())
         lb = self.layer.line_buffer
-        m.submodules[LINE_BUFFER] = mem = Memory(shape=unsigned(lb.width), depth=lb.depth,
-                                                 init=[])
-        wp = mem.write_port()
-        rp = mem.read_port()
+        mems = []
+        for name in self.layer.line_buffer_names:
+            m.submodules[name] = mem = Memory(shape=unsigned(lb.width), depth=lb.depth, init=[])
+            mems.append(mem)
+        wps = [mem.write_port() for mem in mems]
+        rps = [mem.read_port() for mem in mems]
         # reader position: output pixel index y*W + x (within the frame), row, column
         pix = Signal(range(max(2, hw)))
         y = Signal(range(max(2, H)))
         x = Signal(range(max(2, W)))
-        avail, need, write = self._write_side(m, wp, pix, y, x, abits)
+        avail, need, write = self._write_side(m, wps, pix, y, x)
 
         # ---- read side
-        # address of the centre pixel: input pixel n (counted over all frames) is stored at
-        # n mod depth, and the reader's pixels follow the writer's one by one across frames
-        cptr = Signal(abits)
+        # input pixel n (counted over all frames) is stored in slot n mod depth, and the
+        # reader's pixels follow the writer's one by one across frames
         j = Signal(range(max(2, self.chunks)))
-        kx = Signal(range(max(2, self.k)))
+        kx = Signal(range(max(2, self.k // self.kp)))    # kx group
         ky = Signal(range(max(2, self.k)))
         nfc = Signal(range(max(2, self.repeat)))
         # ``can_issue`` (the pixel the next output needs is in the buffer) is a register,
@@ -93,7 +103,6 @@ class WindowUnit(wiring.Component):
         advance = Signal()
         issue = Signal()
         o_valid = Signal()
-        zero_r = Signal()
         j_r = Signal.like(j)
         m.d.comb += [
             advance.eq(~o_valid | self.o.ready),
@@ -101,11 +110,15 @@ class WindowUnit(wiring.Component):
             self.o.valid.eq(o_valid),
         ]
         word = Signal(range(max(2, self.words)))      # the chunk's word within the pixel
-        inside = self._read_address(m, rp, cptr, kx, ky, y, x, word, advance, abits)
+        frame_end, pixel_done = self._counters(m, issue, j, kx, ky, nfc, x, y, pix)
+        if self.kp == 1:
+            chunks = self._single_read(m, wps[0], rps[0], kx, ky, y, x, word, advance, issue,
+                                       pixel_done, j_r)
+        else:
+            chunks = self._banked_read(m, wps, rps, ky, y, x, word, advance, issue,
+                                       pixel_done, j_r)
         with m.If(advance):
-            m.d.sync += [o_valid.eq(can_issue), zero_r.eq(~inside), j_r.eq(j)]
-        m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
-        frame_end, pixel_done = self._counters(m, issue, j, kx, ky, nfc, x, y, pix, cptr)
+            m.d.sync += [o_valid.eq(can_issue), j_r.eq(j)]
         need_next = self._next_need(m, need, pixel_done, x, y, pix)
         if self.words > 1:
             with m.If(issue):
@@ -113,25 +126,108 @@ class WindowUnit(wiring.Component):
         avail_next = Signal.like(avail)
         m.d.comb += avail_next.eq(avail + write - Mux(frame_end, hw, 0))
         m.d.sync += [avail.eq(avail_next), can_issue.eq(avail_next > need_next)]
-
-        # ---- output: memory read data (held while stalled); a whole-pixel word is duplicated
-        # and chunk-selected
-        if self.in_lanes == self.simd:
-            chunk = rp.data
-        else:
-            dup = Cat(*([rp.data] * self.x_dup))
-            chunk = dup if self.chunks == 1 else dup.word_select(j_r, self.simd * self.bits)
-        m.d.comb += self.o.payload.eq(Mux(zero_r, 0, chunk))
+        m.d.comb += self.o.payload.eq(Cat(*chunks))
         return m
 
-    def _write_side(self, m, wp, pix, y, x, abits):
+    def _chunk(self, data, j_r):
+        """The output chunk of one position from its line-buffer word (held while stalled):
+        the word itself, or a whole-pixel word duplicated and chunk-selected."""
+        if self.in_lanes == self.simd:
+            return data
+        dup = Cat(*([data] * self.x_dup))
+        return dup if self.chunks == 1 else dup.word_select(j_r, self.simd * self.bits)
+
+    def _single_read(self, m, wp, rp, kx, ky, y, x, word, advance, issue, pixel_done, j_r):
+        """One position per beat from one line buffer; returns the output chunk (a list of
+        one value)."""
+        # the centre pixel's first word (slot * words, kept as a word address: no multiplier)
+        total = self.depth * self.words
+        cbase = Signal(range(total))
+        with m.If(pixel_done):
+            m.d.sync += cbase.eq(Mux(cbase == total - self.words, 0, cbase + self.words))
+        inside = self._read_address(m, rp, cbase, kx, ky, y, x, word, advance)
+        zero_r = Signal()
+        with m.If(advance):
+            m.d.sync += zero_r.eq(~inside)
+        m.d.comb += self.collision.eq(issue & inside & wp.en & (wp.addr == rp.addr))
+        return [Mux(zero_r, 0, self._chunk(rp.data, j_r))]
+
+    def _banked_read(self, m, wps, rps, ky, y, x, word, advance, issue, pixel_done, j_r):
+        """A row of the window per beat (``KP = k`` positions) from ``k`` banks: slot ``s`` is
+        row ``s div k`` of bank ``s mod k``; the centre slot is kept as (row, bank). Returns
+        the ``k`` output chunks, position 0 first."""
+        W, kp, depth, words = self.width, self.kp, self.depth, self.words
+        # rows are kept as word addresses (row * words): no multiplier on the address path
+        total = depth // kp * words
+        crow, cbank = Signal(range(total)), Signal(range(kp))     # the centre pixel's slot
+        with m.If(pixel_done):
+            with m.If(cbank == kp - 1):
+                m.d.sync += [cbank.eq(0),
+                             crow.eq(Mux(crow == total - words, 0, crow + words))]
+            with m.Else():
+                m.d.sync += cbank.eq(cbank + 1)
+        # slot of position (ky, 0): centre + (ky - 1)*W - 1, as (row0, bank0); position kx
+        # is kx slots further, in bank (bank0 + kx) mod k
+        orow, obank = Signal(range(total)), Signal(range(kp))
+        with m.Switch(ky):
+            for dy in range(self.k):
+                off = ((dy - 1) * W - 1) % depth
+                with m.Case(dy):
+                    m.d.comb += [orow.eq(off // kp * words), obank.eq(off % kp)]
+        bsum, rsum = Signal(range(2 * kp)), Signal(range(2 * total + 1))
+        bank0, row0 = Signal(range(kp)), Signal(range(total))
+        carry = Signal()
+        m.d.comb += [bsum.eq(cbank + obank), carry.eq(bsum >= kp),
+                     bank0.eq(Mux(carry, bsum - kp, bsum)),
+                     rsum.eq(crow + orow + Mux(carry, words, 0)),
+                     row0.eq(Mux(rsum >= total, rsum - total, rsum))]
+        for b, rp in enumerate(rps):
+            # the position in bank b lies in the next row when it wrapped past the last bank
+            row = Signal(range(total), name=f"row{b}")
+            nxt = Signal(range(total + 1), name=f"row{b}_next")
+            m.d.comb += [nxt.eq(row0 + Mux(bank0 > b, words, 0)),
+                         row.eq(Mux(nxt == total, 0, nxt)),
+                         rp.addr.eq(self._plus_word(row, word)), rp.en.eq(advance)]
+        row_ok = self._row_ok(ky, y)
+        insides = [row_ok & c for c in self._col_ok(x)]
+        bank0_r = Signal.like(bank0)
+        zero_r = Signal(kp)
+        with m.If(advance):
+            m.d.sync += [bank0_r.eq(bank0), zero_r.eq(~Cat(*insides))]
+        collide = []
+        for b in range(kp):
+            inside_b = Signal(name=f"inside{b}")
+            with m.Switch(bank0):
+                for b0 in range(kp):
+                    with m.Case(b0):
+                        m.d.comb += inside_b.eq(insides[(b - b0) % kp])
+            collide.append(inside_b & wps[b].en & (wps[b].addr == rps[b].addr))
+        m.d.comb += self.collision.eq(issue & Cat(*collide).any())
+        chunks = []
+        for p in range(kp):
+            data = Signal.like(rps[0].data, name=f"pos{p}_data")
+            with m.Switch(bank0_r):
+                for b0 in range(kp):
+                    with m.Case(b0):
+                        m.d.comb += data.eq(rps[(b0 + p) % kp].data)
+            chunks.append(Mux(zero_r[p], 0, self._chunk(data, j_r)))
+        return chunks
+
+    def _row_ok(self, ky, y):
+        """Kernel row ``ky`` around centre row ``y`` lies in the image (k = 3)."""
+        return ~(((ky == 0) & (y == 0)) | ((ky == 2) & (y == self.height - 1)))
+
+    def _col_ok(self, x):
+        """Per kernel column ``kx``: it lies in the image around centre column ``x``."""
+        return [x != 0, Const(1), x != self.width - 1]
+
+    def _write_side(self, m, wps, pix, y, x):
         """Write pointer and flow control: a pixel is accepted while the buffer has a free
         slot (slots before the oldest pixel the reader still needs are free). Returns
         ``avail`` (pixels written since the reader's frame start), ``need`` (pixels the reader
         needs before its next output) and ``write``."""
         H, W, depth = self.height, self.width, self.depth
         hw = H * W
-        wr_ptr = Signal(abits)                         # pixel slot
         wr_word = Signal(range(max(2, self.words)))    # word within the pixel
         avail = Signal(range(hw + depth + 1))
         freed = Signal(range(max(2, hw)))
@@ -153,16 +249,38 @@ class WindowUnit(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(ready),
             accept.eq(self.i.valid & self.i.ready),
-            wp.addr.eq(self._word_address(wr_ptr, wr_word)), wp.data.eq(self.i.payload),
-            wp.en.eq(accept),
         ]
         m.d.comb += write.eq(accept & (wr_word == self.words - 1))
         if self.words > 1:
             with m.If(accept):
                 m.d.sync += wr_word.eq(Mux(wr_word == self.words - 1, 0, wr_word + 1))
-        with m.If(write):
-            m.d.sync += wr_ptr.eq(Mux(wr_ptr == depth - 1, 0, wr_ptr + 1))
+        self._write_slot(m, wps, accept, write, wr_word)
         return avail, need, write
+
+    def _write_slot(self, m, wps, accept, write, wr_word):
+        """The write pointer: slot ``n mod depth`` of input pixel ``n``; with banks as
+        (row, bank), the word written to bank ``slot mod k``."""
+        depth, words = self.depth, self.words
+        if self.kp == 1:
+            # the words of consecutive pixels are consecutive: one address counter
+            total = depth * words
+            wr_addr = Signal(range(total))
+            wp = wps[0]
+            m.d.comb += [wp.addr.eq(wr_addr), wp.data.eq(self.i.payload), wp.en.eq(accept)]
+            with m.If(accept):
+                m.d.sync += wr_addr.eq(Mux(wr_addr == total - 1, 0, wr_addr + 1))
+            return
+        kp, total = self.kp, depth // self.kp * words
+        wr_row, wr_bank = Signal(range(total)), Signal(range(kp))      # row * words, bank
+        for b, wp in enumerate(wps):
+            m.d.comb += [wp.addr.eq(self._plus_word(wr_row, wr_word)),
+                         wp.data.eq(self.i.payload), wp.en.eq(accept & (wr_bank == b))]
+        with m.If(write):
+            with m.If(wr_bank == kp - 1):
+                m.d.sync += [wr_bank.eq(0),
+                             wr_row.eq(Mux(wr_row == total - words, 0, wr_row + words))]
+            with m.Else():
+                m.d.sync += wr_bank.eq(wr_bank + 1)
 
     def _need(self, pix, y, x):
         """Input pixels the reader needs before it emits pixel ``pix`` at ``(y, x)``: the pixel
@@ -187,50 +305,61 @@ class WindowUnit(wiring.Component):
         y_n = Mux(last_x, Mux(last_y, 0, y + 1), y)
         pix_n = Mux(last_x & last_y, 0, pix + 1)
         need_next = Signal.like(need)
-        m.d.comb += need_next.eq(Mux(pixel_done, self._need(pix_n, y_n, x_n), need))
+        following = self._need(pix_n, y_n, x_n)
+        if self.k // 2:
+            # a k = 3 pixel takes at least k*k/KP >= 3 issues, so the next pixel's ``need``
+            # can be a register loaded from the current position (valid two cycles after the
+            # position moves): the compare into ``can_issue`` starts at a register, not at
+            # the position counters' increment and the need adders
+            assert self.layer.sf * self.repeat >= 2, self.layer
+            ahead = Signal.like(need, name="need_ahead")
+            m.d.sync += ahead.eq(following)
+            following = ahead
+        m.d.comb += need_next.eq(Mux(pixel_done, following, need))
         m.d.sync += need.eq(need_next)
         return need_next
 
-    def _word_address(self, slot, word):
-        """Line-buffer address of word ``word`` of the pixel in slot ``slot``."""
-        return slot if self.words == 1 else slot * self.words + word
+    def _plus_word(self, base, word):
+        """Line-buffer address of word ``word`` of the pixel whose first word is at ``base``."""
+        return base if self.words == 1 else base + word
 
-    def _read_address(self, m, rp, cptr, kx, ky, y, x, word, advance, abits):
-        """Read address of kernel position (ky, kx) around the centre pixel, modulo the
-        buffer depth; returns ``inside`` (the position lies in the image, else it reads as
-        zero: "same" padding)."""
-        H, W, depth = self.height, self.width, self.depth
+    def _read_address(self, m, rp, cbase, kx, ky, y, x, word, advance):
+        """Read address of kernel position (ky, kx) around the centre pixel (first word at
+        ``cbase``), modulo the buffer's ``depth*words`` words; returns ``inside`` (the
+        position lies in the image, else it reads as zero: "same" padding)."""
+        W, depth, words = self.width, self.depth, self.words
+        total = depth * words
         if self.k == 1:
-            koff = Const(0, abits)
+            koff = Const(0, range(total))
             inside = Const(1)
         else:
-            koff = Signal(abits)
+            koff = Signal(range(total))
             inside = Signal()
             with m.Switch(Cat(kx, ky)):
                 for dy in range(3):
                     for dx in range(3):
                         with m.Case(dx | (dy << 2)):
-                            m.d.comb += koff.eq(((dy - 1) * W + (dx - 1)) % depth)
+                            m.d.comb += koff.eq(((dy - 1) * W + (dx - 1)) % depth * words)
                 with m.Default():
                     m.d.comb += koff.eq(0)
-            row_ok = ~(((ky == 0) & (y == 0)) | ((ky == 2) & (y == H - 1)))
+            row_ok = self._row_ok(ky, y)
             col_ok = ~(((kx == 0) & (x == 0)) | ((kx == 2) & (x == W - 1)))
             m.d.comb += inside.eq(row_ok & col_ok)
-        # (cptr + koff) mod depth, both operands < depth
-        asum = Signal(abits + 1)
-        slot = Signal(abits)
-        m.d.comb += [asum.eq(cptr + koff), rp.en.eq(advance),
-                     slot.eq(Mux(asum >= depth, asum - depth, asum)[:abits]),
-                     rp.addr.eq(self._word_address(slot, word))]
+        # (cbase + koff) mod total, both operands < total
+        asum = Signal(range(2 * total))
+        slot = Signal(range(total))
+        m.d.comb += [asum.eq(cbase + koff), rp.en.eq(advance),
+                     slot.eq(Mux(asum >= total, asum - total, asum)),
+                     rp.addr.eq(self._plus_word(slot, word))]
         return inside
 
-    def _counters(self, m, issue, j, kx, ky, nfc, x, y, pix, cptr):
-        """The reader's counters, innermost first: chunk j < kx < ky < neuron fold < pixel.
-        Returns ``frame_end`` (the frame's last chunk is issued) and ``pixel_done`` (a
+    def _counters(self, m, issue, j, kx, ky, nfc, x, y, pix):
+        """The reader's counters, innermost first: chunk j < kx group < ky < neuron fold <
+        pixel. Returns ``frame_end`` (the frame's last chunk is issued) and ``pixel_done`` (a
         pixel's last chunk is issued)."""
         k, W, H = self.k, self.width, self.height
         last_j = j == self.chunks - 1
-        last_kx = kx == k - 1
+        last_kx = kx == k // self.kp - 1
         last_ky = ky == k - 1
         last_nf = nfc == self.repeat - 1
         last_x = x == W - 1
@@ -241,14 +370,13 @@ class WindowUnit(wiring.Component):
         with m.If(issue):
             m.d.sync += j.eq(Mux(last_j, 0, j + 1))
             with m.If(last_j):
-                m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
+                m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1)) if k // self.kp > 1 else []
                 with m.If(last_kx):
                     m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
                     with m.If(last_ky):
                         m.d.sync += nfc.eq(Mux(last_nf, 0, nfc + 1))
                         with m.If(last_nf):
-                            m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1),
-                                         cptr.eq(Mux(cptr == self.depth - 1, 0, cptr + 1))]
+                            m.d.sync += [x.eq(Mux(last_x, 0, x + 1)), pix.eq(pix + 1)]
                             with m.If(last_x):
                                 m.d.sync += y.eq(Mux(last_y, 0, y + 1))
                             with m.If(last_y & last_x):

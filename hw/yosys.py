@@ -25,7 +25,7 @@ KEEP_STAGES = f"setattr -mod -set keep_hierarchy 1 {KEEP_HIERARCHY_PATTERN}"
 #: slot being written is free; ``WindowUnit.collision``, watched by the tests); without the
 #: attribute Yosys emulates read-first collisions on iCE40/ECP5 block RAM with a full-pixel
 #: register pair and multiplexer (measured: 2 FFs and ~1 LUT4 per pixel bit)
-NO_RW_CHECK = "setattr -set no_rw_check 1 m:linebuf"
+NO_RW_CHECK = "setattr -set no_rw_check 1 m:linebuf*"
 #: after synthesis: merge the stages back for flat statistics and netlists
 FLATTEN_STAGES = f"setattr -mod -unset keep_hierarchy {KEEP_HIERARCHY_PATTERN}\nflatten"
 

@@ -120,7 +120,8 @@ def random_design(seed: int) -> RandomDesign:
                       arith=str(rng.choice(ARITHMETICS)))
     ppb = int(rng.choice([p for p in (1, 2, 3, 4) if (h * w) % p == 0]))
     stall = float(rng.choice([0.2, 0.4]))
-    return RandomDesign(seed, table, _memory_options(cfg, folding, seed), ppb, stall)
+    return RandomDesign(seed, table, _kernel_options(cfg, _memory_options(cfg, folding, seed),
+                                                     seed), ppb, stall)
 
 
 def _memory_options(cfg, folding: Folding, seed: int) -> Folding:
@@ -133,6 +134,16 @@ def _memory_options(cfg, folding: Folding, seed: int) -> Folding:
     if rng.random() < 1 / 3:
         folding.weights = "load"
         folding.spram = tuple(g.name for g in conv_geometries(cfg) if rng.random() < 0.5)
+    return folding
+
+
+def _kernel_options(cfg, folding: Folding, seed: int) -> Folding:
+    """``folding`` with the draws of the seed's third stream: a row of the window per beat
+    (``kp = k``) in about a third of the k > 1 conv layers."""
+    rng = np.random.default_rng((seed, 13))
+    for g in conv_geometries(cfg):
+        if g.k > 1 and rng.random() < 1 / 3:
+            folding.kp[g.name] = g.k
     return folding
 
 

@@ -55,7 +55,8 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
     folding = Folding(fold, preadd=bool(layer.get("preadd", True)),
                       arith=layer.get("arith", DEFAULT_ARITH), pools=pools,
                       weights=layer.get("weights", "rom"),
-                      spram=(geometry.name,) if layer.get("spram") else ())
+                      spram=(geometry.name,) if layer.get("spram") else (),
+                      kp={geometry.name: int(layer["kp"])} if layer.get("kp") else {})
     return fold_layer(geometry, folding).memories
 
 

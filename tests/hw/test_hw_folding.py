@@ -94,15 +94,18 @@ def test_auto_folding_lut_budget(small_cfg):
 
 
 def test_auto_folding_demo_below_kernel_floor_names_the_layer():
-    """dupnet-demo at 32768 cycles/frame: conv1 (64x64, k=3) needs 64*64*9 = 36864 even
-    fully unfolded (one kernel position per cycle) -> a FoldingError naming conv1, not a bare
-    AssertionError; 36864 itself works."""
+    """dupnet-demo at 12287 cycles/frame: conv1 (64x64, k=3) needs 64*64*3 = 12288 even
+    fully unfolded (one row of the kernel per cycle) -> a FoldingError naming conv1, not a bare
+    AssertionError; 12288 itself works, with KP = k in conv1 (36864 cycles/frame, the floor of
+    one kernel position per cycle, is met with KP = 1)."""
     from dupnet.sw.config import load_config
     cfg = load_config("dupnet-demo")
-    with pytest.raises(FoldingError, match=r"conv1.*36864"):
-        auto_folding(cfg, target_cycles=32768)
-    f = auto_folding(cfg, target_cycles=36864)
-    assert pipeline_model(cfg, f).cycles_per_frame <= 36864
+    with pytest.raises(FoldingError, match=r"conv1.*H\*W\*k = 64\*64\*3 = 12288"):
+        auto_folding(cfg, target_cycles=12287)
+    f = auto_folding(cfg, target_cycles=12288)
+    assert pipeline_model(cfg, f).cycles_per_frame <= 12288
+    assert f.kernel_positions("conv1") == 3
+    assert auto_folding(cfg, target_cycles=36864).kernel_positions("conv1") == 1
 
 
 def test_auto_folding_every_target_folds_or_says_why(small_cfg):

@@ -107,6 +107,11 @@ MATRIX = {
         lambda: _config("row", 1, 8, 1, _conv("c1", 3, 2), _pool("p1", 1),
                         _conv("c2", 3, 6, None)),
         Folding({"c1": (1, 1), "c2": (1, 1)}), 1),
+    # a row of the window per beat (KP = k) behind both pools, one k=3 layer at whole pixels
+    "row-per-beat": (
+        _dup_chain,
+        Folding({"conv1": (2, 6), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)},
+                kp={"conv1": 3, "conv2": 3, "conv3": 3}), 1),
     # two-row map: the k=3 layer behind the stride-1 pool needs the flushed bottom row
     "two-rows": (
         lambda: _config("rows2", 2, 5, 1, _conv("c1", 3, 2), _pool("p1", 1),

@@ -23,7 +23,7 @@ def geom(k=3, h=2, w=2, c_in=4, c_out=4, w_dup=1, x_dup=1, in_bits=2, act_bits=2
 
 
 def run_mvtu(g, pe, simd, x=None, weights=None, thresholds=None, preadd=True, stall=0.3,
-             seed=0, frames=1, arith="xnor"):
+             seed=0, frames=1, arith="xnor", kp=1):
     rng = np.random.default_rng(seed)
     if x is None:
         x = rng.integers(0, 1 << g.in_bits, size=(frames, g.height, g.width, g.in_channels))
@@ -44,11 +44,11 @@ def run_mvtu(g, pe, simd, x=None, weights=None, thresholds=None, preadd=True, st
         want, bits, signed = acc, g.acc_bits, True
     nf = g.out_channels // pe
     frame_beats = g.height * g.width * nf if g.is_last else None
-    dut = MVTU(FoldedConv(g, pe, simd, preadd=preadd, arith=arith), weights, thresholds,
-               frame_beats=frame_beats)
+    dut = MVTU(FoldedConv(g, pe, simd, preadd=preadd, arith=arith, kp=kp), weights,
+               thresholds, frame_beats=frame_beats)
     assert dut.rom_bits == g.unique_weight_bits
     ins = [pack_lanes(row, g.in_bits) for img in x
-           for row in window_chunks(img, g.k, simd, g.x_dup, nf)]
+           for row in window_chunks(img, g.k, simd, g.x_dup, nf, kp)]
     expected = []
     for f in range(len(x)):
         chunks = want[f].reshape(-1, pe)
@@ -91,6 +91,19 @@ def test_addsub_reference_datapath(w_dup, preadd):
 def test_pe_simd_extremes(pe, simd, arith):
     g = geom(c_in=8, c_out=4, w_dup=2)
     run_mvtu(g, pe=pe, simd=simd, seed=pe * 10 + simd, arith=arith)
+
+
+@pytest.mark.parametrize("w_dup,simd,preadd", [(1, 4, True), (2, 4, True), (2, 4, False),
+                                               (4, 2, True), (4, 2, False), (8, 1, False)])
+@pytest.mark.parametrize("arith", ["xnor", "gated", "addsub"])
+@pytest.mark.parametrize("last", [False, True])
+def test_row_per_beat(w_dup, simd, preadd, arith, last):
+    """KP = k: a row of the window per beat, KP*SIMD lanes whose weight bits come position by
+    position (SIMD >= w_dup: SIMD/w_dup bits each; SIMD < w_dup: one bit each, read again for
+    w_dup/SIMD beats)."""
+    g = geom(c_in=8, c_out=4, w_dup=w_dup, act_bits=None if last else 2)
+    run_mvtu(g, pe=2, simd=simd, preadd=preadd, arith=arith, kp=3, frames=2,
+             seed=w_dup * 7 + simd)
 
 
 @pytest.mark.parametrize("arith", ["xnor", "gated"])

@@ -22,6 +22,9 @@ FOLDINGS = {
                       preadd=False),
     "mixed-gated": Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)},
                            arith="gated"),
+    # a row of the window per beat in every k=3 layer (line buffers in 3 banks)
+    "row-per-beat": Folding({"conv1": (2, 3), "conv2": (4, 1), "conv3": (2, 8), "conv4": (3, 4)},
+                            kp={"conv1": 3, "conv2": 3, "conv3": 3}),
 }
 
 
@@ -87,7 +90,8 @@ def frame_end_cycles(dut, imgs, max_cycles):
     return ends
 
 
-@pytest.mark.parametrize("fold,seed", [("mixed", 1), ("serial", 2), ("mixed-gated", 3)])
+@pytest.mark.parametrize("fold,seed", [("mixed", 1), ("serial", 2), ("mixed-gated", 3),
+                                       ("row-per-beat", 4)])
 def test_pipeline_matches_golden(small_art, fold, seed):
     run_top(small_art, FOLDINGS[fold], frames=2, seed=seed)
 

@@ -11,14 +11,15 @@ from dupnet.hw.stream_sim import get_n, get_n_timed, put_all, run_sim
 from dupnet.hw.window import WindowUnit
 
 
-def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0):
+def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, seed=0, kp=1):
     """Every output chunk compared; returns the cycle of each output transfer (counted from
     the start of the simulation) when ``stall`` is 0 (both sides never stall), else None."""
     rng = np.random.default_rng(seed)
     imgs = rng.integers(0, 1 << bits, size=(frames, h, w, c))
-    dut = WindowUnit(FoldedConv.of(h, w, c, repeat, k, 1, simd, x_dup=x_dup, in_bits=bits))
+    dut = WindowUnit(FoldedConv.of(h, w, c, repeat, k, 1, simd, x_dup=x_dup, in_bits=bits,
+                                   kp=kp))
     expected = [pack_lanes(row, bits) for img in imgs
-                for row in window_chunks(img, k, simd, x_dup, repeat)]
+                for row in window_chunks(img, k, simd, x_dup, repeat, kp)]
     prng = random.Random(seed)
     got, cycles = [], []
 
@@ -46,8 +47,8 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
             max_cycles=20 * len(expected) + 1000)
     assert not collisions, f"read/write collision on a used slot at beats {collisions[:5]}"
     for n, (a, b) in enumerate(zip(got, expected)):
-        assert a == b, (f"beat {n}: got {unpack_lanes(a, simd, bits)}, "
-                        f"expected {unpack_lanes(b, simd, bits)}")
+        assert a == b, (f"beat {n}: got {unpack_lanes(a, kp * simd, bits)}, "
+                        f"expected {unpack_lanes(b, kp * simd, bits)}")
     assert len(got) == len(expected)
     return None if stall else cycles
 
@@ -63,6 +64,38 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
 ])
 def test_window(h, w, c, bits, k, simd, x_dup, repeat):
     run_window(h, w, c, bits, k, simd, x_dup, repeat)
+
+
+@pytest.mark.parametrize("h,w,c,bits,simd,x_dup,repeat", [
+    (7, 5, 3, 8, 3, 1, 1),      # odd sizes, whole pixel
+    (7, 5, 3, 8, 1, 1, 1),      # SIMD 1: 3 words per pixel
+    (5, 7, 3, 8, 2, 2, 1),      # x_dup replay, SIMD straddling the copy boundary
+    (3, 4, 2, 2, 4, 2, 2),      # x_dup + neuron-fold replay
+    (1, 1, 2, 2, 2, 1, 1),      # 1x1 image
+    (2, 9, 1, 8, 1, 1, 1),      # wide, two rows
+    (4, 1, 2, 2, 1, 1, 2),      # one column
+])
+def test_window_row_per_beat(h, w, c, bits, simd, x_dup, repeat):
+    """KP = k: a row of the window per beat from k line-buffer banks (random stalls, several
+    frames: the banks' slots wrap at a different place every frame)."""
+    run_window(h, w, c, bits, 3, simd, x_dup, repeat, frames=3, seed=h * w + c, kp=3)
+
+
+def test_window_row_per_beat_full_rate():
+    """KP = k, never stalled: one beat per cycle across frames, k*C'/SIMD beats per pixel."""
+    h, w, c, simd, frames = 4, 5, 2, 2, 3
+    cycles = run_window(h, w, c, 2, 3, simd, frames=frames, stall=0.0, kp=3)
+    per_frame = FoldedConv.of(h, w, c, 1, 3, 1, simd, kp=3).cycles_per_frame
+    assert per_frame == h * w * 3 * c // simd
+    assert len(cycles) == frames * per_frame
+    assert cycles[-1] - cycles[0] == frames * per_frame - 1
+
+
+def test_window_rejects_bad_kp():
+    with pytest.raises(FoldingError, match="convx.*'kp' \\(2\\) must be 1 or the kernel size"):
+        FoldedConv.of(4, 4, 3, 1, 3, 1, 3, name="convx", kp=2)
+    with pytest.raises(FoldingError, match="'kp' \\(3\\) must be 1 or the kernel size k = 1"):
+        FoldedConv.of(4, 4, 3, 1, 1, 1, 3, kp=3)
 
 
 @pytest.mark.parametrize("h,w,k", [(5, 7, 3), (3, 5, 1)])

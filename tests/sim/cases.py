@@ -49,9 +49,10 @@ def config(name):
     return parse_config(CONFIGS[name], source=f"tests/sim/cases.py:{name}")
 
 
-def folding(cfg, kind, arith="xnor", preadd=True, weights="rom"):
+def folding(cfg, kind, arith="xnor", preadd=True, weights="rom", kernel_rows=False):
     """``min``: PE = SIMD = 1; ``wide``: PE = C_out, SIMD = C'; ``mixed``: in between; with
-    the MVTU datapath ``arith``, ``preadd`` and the weight source ``weights``."""
+    the MVTU datapath ``arith``, ``preadd`` and the weight source ``weights``;
+    ``kernel_rows``: a row of the window per beat (``kp = k``) in every k = 3 conv."""
     from dupnet.hw.folded import FoldedConv
     from dupnet.hw.folding import Folding
     layers = {}
@@ -66,17 +67,20 @@ def folding(cfg, kind, arith="xnor", preadd=True, weights="rom"):
             cands = sorted(cands, key=lambda ps: (ps[0] * ps[1], ps))
             mid = [c for c in cands if c[0] > 1 and c[1] > 1] or cands
             layers[g.name] = mid[len(mid) // 2]
-    return Folding(layers, preadd=preadd, arith=arith, weights=weights)
+    kp = {g.name: g.k for g in conv_geometries(cfg) if kernel_rows and g.k > 1}
+    return Folding(layers, preadd=preadd, arith=arith, weights=weights, kp=kp)
 
 
 def case_folding(cfg, spec):
-    """The folding of a case's ``KIND[+gated][+nopreadd][+load]``: :func:`folding`'s
-    ``KIND``, with ``arith = "gated"``, ``preadd = false`` and/or ``weights = "load"``."""
+    """The folding of a case's ``KIND[+gated][+nopreadd][+load][+kp]``: :func:`folding`'s
+    ``KIND``, with ``arith = "gated"``, ``preadd = false``, ``weights = "load"`` and/or
+    ``kp = k`` (a row of the window per beat)."""
     kind, *opts = spec.split("+")
-    unknown = set(opts) - {"gated", "nopreadd", "load"}
+    unknown = set(opts) - {"gated", "nopreadd", "load", "kp"}
     assert not unknown, f"unknown folding option(s) {unknown} in {spec!r}"
     return folding(cfg, kind, arith="gated" if "gated" in opts else "xnor",
-                   preadd="nopreadd" not in opts, weights="load" if "load" in opts else "rom")
+                   preadd="nopreadd" not in opts, weights="load" if "load" in opts else "rom",
+                   kernel_rows="kp" in opts)
 
 
 #: The design of the tool-path tests (C++ driver, failure path, wave windows): the CI case

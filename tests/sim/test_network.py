@@ -54,11 +54,14 @@ CI_CASES = [("dup", "mixed", 0.3, "random", 1), ("odd", "min", 0.25, "test", 1),
             # gated datapath (with pre-add), wide folding, 2 pixels per beat
             ("feat", "wide+gated", 0.3, "random", 2),
             # no pre-add (SIMD = 2 covers a weight-sharing pair), 4 pixels per beat
-            ("feat", "mixed+nopreadd", 0.3, "test", 4)]
+            ("feat", "mixed+nopreadd", 0.3, "test", 4),
+            # a row of the window per beat (banked line buffers) behind both pool kinds
+            ("dup", "mixed+kp", 0.3, "random", 2)]
 SLOW_CASES = [("dup", "min", 0.3, "random", 1), ("dup", "wide", 0.5, "test", 1),
               ("odd", "wide", 0.3, "random", 1), ("odd", "mixed", 0.4, "test", 5),
               ("dup", "mixed", 0.0, "test", 2), ("odd", "wide+gated+nopreadd", 0.3, "random", 7),
-              ("dup", "mixed+gated", 0.2, "test", 2)]
+              ("dup", "mixed+gated", 0.2, "test", 2), ("odd", "wide+kp", 0.3, "random", 1),
+              ("dup", "min+kp+gated", 0.3, "test", 1)]
 
 
 def _case(name, fold_kind, stall, kind, ppb, sim_row, seed=1, reset=True):
