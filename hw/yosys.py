@@ -14,8 +14,8 @@ from dupnet.errors import DupnetError
 
 from .compressor import KEEP_HIERARCHY_PATTERN
 
-__all__ = ["YosysRunError", "run_yosys", "rtlil_to_verilog", "synth_xilinx_cells", "KEEP_STAGES",
-           "FLATTEN_STAGES", "NO_RW_CHECK"]
+__all__ = ["YosysRunError", "run_yosys", "rtlil_to_verilog", "synth_cells", "synth_xilinx_cells",
+           "KEEP_STAGES", "FLATTEN_STAGES", "NO_RW_CHECK"]
 
 #: Yosys commands that mark the compressor stages ``keep_hierarchy`` (see
 #: :mod:`dupnet.hw.compressor`): LUT mapping then sees one stage at a time
@@ -82,11 +82,21 @@ def rtlil_to_verilog(rtlil_text: str, strip_internal_attrs: bool = True) -> str:
     return text
 
 
-def synth_xilinx_cells(component, top: str, weight_rom_style: str | None = None
-                       ) -> dict[str, int]:
-    """Synthesize an Amaranth component with ``synth_xilinx`` (flattened; compressor stages
-    mapped one at a time, :data:`KEEP_STAGES`) and count its cells by type, plus the totals
-    ``LUT`` (LUT1-LUT6), ``LUTRAM``, ``FF`` and ``BRAM`` (RAMB18 = 0.5, RAMB36 = 1).
+#: LUT count of a synthesized design per synthesis command's family: Xilinx LUT1-LUT6; ECP5
+#: LUT4 plus the two LUT4s of each CCU2C carry cell (what nextpnr-ecp5 places as TRELLIS_COMB);
+#: iCE40 SB_LUT4
+_LUT_CELLS = {"synth_xilinx": {f"LUT{n}": 1 for n in range(1, 7)},
+              "synth_ecp5": {"LUT4": 1, "CCU2C": 2},
+              "synth_ice40": {"SB_LUT4": 1}}
+
+
+def synth_cells(component, top: str, synth: str = "synth_xilinx",
+                weight_rom_style: str | None = None) -> dict[str, int]:
+    """Synthesize an Amaranth component with ``synth`` (a Yosys command with its options, as
+    the device file gives it: ``synth_xilinx``, ``synth_ecp5``, ``synth_ice40 ...``;
+    flattened; compressor stages mapped one at a time, :data:`KEEP_STAGES`) and count its
+    cells by type, plus the totals ``LUT`` (LUT6 on Xilinx, LUT4 on ECP5 / iCE40),
+    ``LUTRAM``, ``FF`` and ``BRAM`` (RAMB18 = 0.5, RAMB36 = 1, DP16KD, SB_RAM40_4K).
 
     ``weight_rom_style``: ``"block"``/``"distributed"``/``"logic"`` sets ``rom_style`` on the
     memories named ``*w_rom*`` (the MVTU weight ROMs); None lets Yosys choose."""
@@ -95,17 +105,28 @@ def synth_xilinx_cells(component, top: str, weight_rom_style: str | None = None
     from amaranth.back import rtlil
 
     from .budget.parsers import parse_stat_json
+    command = synth.split()[0]
+    if command not in _LUT_CELLS:
+        raise ValueError(f"synth_cells: unknown synthesis command {command!r}; one of "
+                         f"{', '.join(_LUT_CELLS)}")
     il = rtlil.convert(component, name=top, emit_src=False)
     style = (f'setattr -set rom_style "{weight_rom_style}" m:*w_rom*\n'
              if weight_rom_style else "")
-    script = (f"read_rtlil design.il\n{KEEP_STAGES}\n{style}synth_xilinx -flatten -top {top}\n"
+    script = (f"read_rtlil design.il\n{KEEP_STAGES}\n{style}{synth} -flatten -top {top}\n"
               f"{FLATTEN_STAGES}\ntee -q -o stat.json stat -json\n")
     _, outs = run_yosys(script, {"design.il": il}, ["stat.json"])
     cells = parse_stat_json(outs["stat.json"], top=top).total()
-    cells["LUT"] = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
-    cells["LUTRAM"] = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64",
-                                                                      "RAM128", "RAM256")))
-    cells["FF"] = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k))
+    cells["LUT"] = sum(cells.get(k, 0) * n for k, n in _LUT_CELLS[command].items())
+    cells["LUTRAM"] = sum(v for k, v in cells.items() if k.startswith(
+        ("RAM32", "RAM64", "RAM128", "RAM256", "TRELLIS_DPR16X4")))
+    cells["FF"] = sum(v for k, v in cells.items()
+                      if re.fullmatch(r"FD[RSCP]E?|TRELLIS_FF|SB_DFF\w*", k))
     cells["BRAM"] = sum(v * (0.5 if k.startswith("RAMB18") else 1) for k, v in cells.items()
-                        if k.startswith(("RAMB18", "RAMB36")))
+                        if k.startswith(("RAMB18", "RAMB36", "DP16KD", "SB_RAM40_4K")))
     return cells
+
+
+def synth_xilinx_cells(component, top: str, weight_rom_style: str | None = None
+                       ) -> dict[str, int]:
+    """:func:`synth_cells` with ``synth_xilinx``."""
+    return synth_cells(component, top, "synth_xilinx", weight_rom_style)

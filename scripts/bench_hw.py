@@ -13,11 +13,17 @@
    * where Yosys puts them by default (a 16-deep ROM becomes about one LUT per lane).
    Target: below FINN's estimate and at most 2 LUT6 per lane-bit.
 3. ``preadd`` on/off for a w_dup = 8 MVTU (same PE/SIMD): LUTs of both (information).
+4. Per lane-bit, W1A1 / W1A2 / W1A3 (the same MVTU, ``xnor``, the weights where the design puts
+   them by default): LUT6 (``synth_xilinx``), LUT4 on the iCE40 UP5K and on the ECP5-25F
+   (each with its device file's synthesis command), beside FINN's LUT6 model; ``--json``
+   writes them as ``{"w1a1": {"lut6_per_lane_bit", "lut4_per_lane_bit",
+   "lut4_ecp5_per_lane_bit", "finn_lut6_per_lane_bit", ...}, "w1a2": ..., "w1a3": ...}``.
 
 Verdicts (``scripts/benchlib.py``; exit 1 when any fails): elaboration time < 60 s; the
 Verilator lint of that design clean; per activation width, the xnor MVTU with weights in block
 RAM below FINN's estimate (ratio < 1) and at most 2 LUT6 per lane-bit (``--quick``: the same
-targets on its smaller MVTU).
+targets on its smaller MVTU); a W1A1 lane at most 1.2 LUT6 per lane-bit (weights placed by
+default).
 
 usage: python scripts/bench_hw.py [--quick] [--json OUT]
 """
@@ -38,6 +44,7 @@ from benchlib import Verdict, Verdicts, check, verdict  # noqa: E402  (scripts/ 
 ELAB_TARGET_S = 60.0
 LUT_PER_LANE_BIT_TARGET = 2.0
 FINN_RATIO_TARGET = 1.0         # strictly below FINN's estimate
+W1A1_LANE_TARGET = 1.2          # LUT6 per lane-bit of a W1A1 lane (issue 12)
 
 
 def verdicts(results: dict) -> list[Verdict]:
@@ -59,6 +66,11 @@ def verdicts(results: dict) -> list[Verdict]:
         out.append(verdict(f"{what} LUT6 per lane-bit", row["lut_per_lane_bit"],
                            row["finn_per_lane_bit"], LUT_PER_LANE_BIT_TARGET, cmp="<=",
                            baseline_name="FINN model"))
+    if "w1a1" in results:
+        r = results["w1a1"]
+        out.append(verdict("hw W1A1 xnor lane LUT6 per lane-bit (weights placed by default)",
+                           r["lut6_per_lane_bit"], r["finn_lut6_per_lane_bit"],
+                           W1A1_LANE_TARGET, cmp="<=", baseline_name="FINN model"))
     return out
 
 
@@ -168,6 +180,36 @@ def bench_preadd(results: dict) -> None:
                          "luts_no_preadd": out[False], "ratio": out[True] / out[False]}
 
 
+def bench_lane_bits(results: dict, pe: int, simd: int, a_bits_list) -> None:
+    """LUT6 and LUT4 per lane-bit of the xnor MVTU, weights placed by Yosys (the default),
+    per activation width: ``results["w1a<b>"]``."""
+    from dupnet.hw.analytic import finn_mvau_lut_estimate
+    from dupnet.hw.budget.devices import load_devices
+    from dupnet.hw.yosys import synth_cells
+    devices = load_devices()
+    synths = {"lut6": "synth_xilinx", "lut4": devices["ice40-up5k"].synth,
+              "lut4_ecp5": devices["ecp5-25f"].synth}
+    for a_bits in a_bits_list:
+        lb = pe * simd * a_bits
+        row = {"pe": pe, "simd": simd, "lane_bits": lb}
+        for key, synth in synths.items():
+            g, mv = mvtu_for(pe, simd, a_bits, simd * 4, pe * 4)
+            cells = synth_cells(mv, "mvtu_bench", synth)
+            row[f"{key}_per_lane_bit"] = round(cells["LUT"] / lb, 3)
+            row[f"{key}_synth"] = synth
+        finn = finn_mvau_lut_estimate(pe, simd, mw=g.window, w_bits=1, a_bits=a_bits,
+                                      out_bits=g.act_bits, acc_bits=g.acc_bits, tmem=4)
+        row["finn_lut6_per_lane_bit"] = round(finn / lb, 3)
+        row["lut6_ratio_vs_finn"] = round(row["lut6_per_lane_bit"] / row["finn_lut6_per_lane_bit"],
+                                          3)
+        print(f"[lane] W1A{a_bits} xnor MVTU PE {pe} x SIMD {simd}, weights where Yosys puts "
+              f"them: {row['lut6_per_lane_bit']:.2f} LUT6/lane-bit (FINN model "
+              f"{row['finn_lut6_per_lane_bit']:.2f}, ratio {row['lut6_ratio_vs_finn']:.2f}); "
+              f"LUT4/lane-bit iCE40 {row['lut4_per_lane_bit']:.2f} ({synths['lut4']}), ECP5 "
+              f"{row['lut4_ecp5_per_lane_bit']:.2f} ({synths['lut4_ecp5']})")
+        results[f"w1a{a_bits}"] = row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller MVTU (PE 4 x SIMD 32), A3 only")
@@ -181,6 +223,7 @@ def main(argv=None) -> int:
     if not args.skip_synth:
         pe, simd = (4, 32) if args.quick else (8, 64)
         bench_luts(results, pe, simd, args.quick)
+        bench_lane_bits(results, pe, simd, [3] if args.quick else [1, 2, 3])
         if not args.quick:
             bench_preadd(results)
     if args.json:

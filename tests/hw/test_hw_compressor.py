@@ -128,3 +128,37 @@ def test_synthesized_compressor_matches_its_count(n, bits):
     luts = synth_xilinx_cells(Heap(), "heap")["LUT"]
     want = compressor_luts(n, bits)
     assert abs(luts - want) <= 0.1 * want, (luts, want)
+
+
+def _small_heap():
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Heap(wiring.Component):
+        def __init__(self):
+            super().__init__({"x": In(12), "w": In(12), "o": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            terms = [(self.x[i:i + 1], self.w[i]) for i in range(12)]
+            m.d.comb += self.o.eq(compress_heap(m, heap_of_terms(terms), "heap"))
+            return m
+    return Heap()
+
+
+@pytest.mark.parametrize("synth,lut_cells", [
+    ("synth_ecp5", {"LUT4": 1, "CCU2C": 2}),
+    ("synth_ice40 -device u", {"SB_LUT4": 1})])
+def test_synth_cells_counts_lut4_per_family(synth, lut_cells):
+    """``synth_cells`` with a Lattice command counts LUT4s (ECP5: a CCU2C carry cell holds two)
+    and no cell of another family."""
+    from dupnet.hw.yosys import synth_cells
+    cells = synth_cells(_small_heap(), "heap", synth)
+    assert cells["LUT"] == sum(cells.get(k, 0) * n for k, n in lut_cells.items())
+    assert cells["LUT"] > 0 and not any(k.startswith("LUT6") for k in cells)
+
+
+def test_synth_cells_rejects_an_unknown_command():
+    from dupnet.hw.yosys import synth_cells
+    with pytest.raises(ValueError, match="unknown synthesis command 'synth_gowin'"):
+        synth_cells(_small_heap(), "heap", "synth_gowin")
