@@ -154,40 +154,38 @@ class WindowUnit(wiring.Component):
 
     def _banked_read(self, m, wps, rps, ky, y, x, word, advance, issue, pixel_done, j_r):
         """A row of the window per beat (``KP = k`` positions) from ``k`` banks: slot ``s`` is
-        row ``s div k`` of bank ``s mod k``; the centre slot is kept as (row, bank). Returns
-        the ``k`` output chunks, position 0 first."""
-        W, kp, depth, words = self.width, self.kp, self.depth, self.words
-        # rows are kept as word addresses (row * words): no multiplier on the address path
+        row ``s div k`` of bank ``s mod k``. Returns the ``k`` output chunks, position 0
+        first."""
+        kp, depth, words = self.kp, self.depth, self.words
+        # per kernel row ky: the bank of position (ky, 0) and the row each bank reads (a word
+        # address, row * words), registers of the current pixel. The next centre moves every
+        # position one slot on: position (ky, 0)'s slot leaves its bank for the slot k
+        # further, the next row of the same bank; the other banks keep their rows. So the
+        # read address is a multiplexer and one adder, and the registers' update is one
+        # increment, not the modular arithmetic of the slots.
         total = depth // kp * words
-        crow, cbank = Signal(range(total)), Signal(range(kp))     # the centre pixel's slot
-        with m.If(pixel_done):
-            with m.If(cbank == kp - 1):
-                m.d.sync += [cbank.eq(0),
-                             crow.eq(Mux(crow == total - words, 0, crow + words))]
-            with m.Else():
-                m.d.sync += cbank.eq(cbank + 1)
-        # slot of position (ky, 0): centre + (ky - 1)*W - 1, as (row0, bank0); position kx
-        # is kx slots further, in bank (bank0 + kx) mod k
-        orow, obank = Signal(range(total)), Signal(range(kp))
+        bank0s, rows = [], []
+        for dy in range(self.k):
+            b0_init, rows_init = self._bank_rows_at(dy)
+            b0 = Signal(range(kp), name=f"bank0_ky{dy}", init=b0_init)
+            rws = [Signal(range(total), name=f"row_ky{dy}_b{b}", init=rows_init[b])
+                   for b in range(kp)]
+            with m.If(pixel_done):
+                m.d.sync += b0.eq(Mux(b0 == kp - 1, 0, b0 + 1))
+                for b, r in enumerate(rws):
+                    with m.If(b0 == b):
+                        m.d.sync += r.eq(Mux(r == total - words, 0, r + words))
+            bank0s.append(b0)
+            rows.append(rws)
+        bank0 = Signal(range(kp))
         with m.Switch(ky):
             for dy in range(self.k):
-                off = ((dy - 1) * W - 1) % depth
                 with m.Case(dy):
-                    m.d.comb += [orow.eq(off // kp * words), obank.eq(off % kp)]
-        bsum, rsum = Signal(range(2 * kp)), Signal(range(2 * total + 1))
-        bank0, row0 = Signal(range(kp)), Signal(range(total))
-        carry = Signal()
-        m.d.comb += [bsum.eq(cbank + obank), carry.eq(bsum >= kp),
-                     bank0.eq(Mux(carry, bsum - kp, bsum)),
-                     rsum.eq(crow + orow + Mux(carry, words, 0)),
-                     row0.eq(Mux(rsum >= total, rsum - total, rsum))]
-        for b, rp in enumerate(rps):
-            # the position in bank b lies in the next row when it wrapped past the last bank
-            row = Signal(range(total), name=f"row{b}")
-            nxt = Signal(range(total + 1), name=f"row{b}_next")
-            m.d.comb += [nxt.eq(row0 + Mux(bank0 > b, words, 0)),
-                         row.eq(Mux(nxt == total, 0, nxt)),
-                         rp.addr.eq(self._plus_word(row, word)), rp.en.eq(advance)]
+                    m.d.comb += bank0.eq(bank0s[dy])
+                    for b, rp in enumerate(rps):
+                        m.d.comb += rp.addr.eq(self._plus_word(rows[dy][b], word))
+        for rp in rps:
+            m.d.comb += rp.en.eq(advance)
         row_ok = self._row_ok(ky, y)
         insides = [row_ok & c for c in self._col_ok(x)]
         bank0_r = Signal.like(bank0)
@@ -212,6 +210,17 @@ class WindowUnit(wiring.Component):
                         m.d.comb += data.eq(rps[(b0 + p) % kp].data)
             chunks.append(Mux(zero_r[p], 0, self._chunk(data, j_r)))
         return chunks
+
+    def _bank_rows_at(self, dy: int) -> tuple[int, list[int]]:
+        """The reset values of kernel row ``dy``'s registers (the first pixel, centre slot 0):
+        the bank of position (dy, 0), slot ``(dy - 1)*W - 1`` modulo the depth, and the row
+        (word address) each bank reads: position kx lies in bank ``(bank0 + kx) mod k``, one
+        row further where it wrapped past the last bank."""
+        kp, depth, words = self.kp, self.depth, self.words
+        total = depth // kp * words
+        slot = ((dy - 1) * self.width - 1) % depth
+        bank0, row0 = slot % kp, slot // kp * words
+        return bank0, [(row0 + (words if bank0 > b else 0)) % total for b in range(kp)]
 
     def _row_ok(self, ky, y):
         """Kernel row ``ky`` around centre row ``y`` lies in the image (k = 3)."""
