@@ -93,19 +93,21 @@ def test_golden(monkeypatch, capsys):
 
 # --------------------------------------------------------------------------- bench_hw
 
-def _hw_results(seconds=20.0, lint=True, luts=900, finn=4277, lb=512) -> dict:
+def _hw_results(seconds=20.0, lint=True, luts=900, finn=4277, lb=512, lane=1.1) -> dict:
     return {"elaboration": {"seconds": seconds}, "lint_ok": lint,
             "lut_per_lane_bit": [{"a_bits": 1, "pe": 8, "simd": 64, "luts": luts,
                                   "lut_per_lane_bit": luts / lb, "finn_estimate": finn,
-                                  "finn_per_lane_bit": finn / lb}]}
+                                  "finn_per_lane_bit": finn / lb}],
+            "w1a1": {"lut6_per_lane_bit": lane, "finn_lut6_per_lane_bit": finn / lb}}
 
 
 @pytest.mark.parametrize("planted, expect", [
-    ({}, [True, True, True, True]),
-    ({"seconds": 61.0}, [False, True, True, True]),
-    ({"lint": False}, [True, False, True, True]),
-    ({"luts": 1100}, [True, True, True, False]),          # 2.15 LUT6 per lane-bit > 2
-    ({"luts": 1000, "finn": 900}, [True, True, False, True]),   # not below FINN's estimate
+    ({}, [True, True, True, True, True]),
+    ({"seconds": 61.0}, [False, True, True, True, True]),
+    ({"lint": False}, [True, False, True, True, True]),
+    ({"luts": 1100}, [True, True, True, False, True]),          # 2.15 LUT6 per lane-bit > 2
+    ({"luts": 1000, "finn": 900}, [True, True, False, True, True]),   # not below FINN's
+    ({"lane": 1.25}, [True, True, True, True, False]),      # a W1A1 lane above 1.2 LUT6
 ])
 def test_hw(monkeypatch, planted, expect):
     h = load("bench_hw")
@@ -115,6 +117,8 @@ def test_hw(monkeypatch, planted, expect):
         elaboration=res["elaboration"], lint_ok=res["lint_ok"]))
     monkeypatch.setattr(h, "bench_luts", lambda r, pe, simd, quick: r.update(
         lut_per_lane_bit=res["lut_per_lane_bit"]))
+    monkeypatch.setattr(h, "bench_lane_bits", lambda r, pe, simd, a_bits: r.update(
+        w1a1=res["w1a1"]))
     monkeypatch.setattr(h, "bench_preadd", lambda r: None)
     assert h.main([]) == (0 if all(expect) else 1)
     assert h.main(["--skip-elab", "--skip-synth"]) == 1        # nothing judged
