@@ -80,6 +80,7 @@ def run(args):
     print(f"{cfg.name}: {how}")
     for m in model["layers"]:
         fold = f"PE {m['pe']:>3} SIMD {m['simd']:>3}" if "pe" in m else " " * 16
+        fold += f" KP {m['kp']}" if m.get("kp") else "     "
         print(f"  {m['name']:<10} {m['kind']:<8} {fold}  {m['cycles_per_frame']:>10} cycles/frame"
               f"  {m.get('rom_bits', 0):>8} ROM bits  ~{m['lut_estimate']:>6} LUT")
     print(f"bottleneck {model['bottleneck_layer']}: {model['cycles_per_frame']} cycles/frame "

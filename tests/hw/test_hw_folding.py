@@ -20,6 +20,12 @@ def test_load_toml_and_json_roundtrip(tmp_path, small_cfg):
     f.arith = "gated"
     (tmp_path / "g.toml").write_text(f.to_toml())
     assert load_folding(tmp_path / "g.toml", small_cfg).arith == "gated"
+    f.kp = {"conv1": 3, "conv3": 3}
+    (tmp_path / "k.toml").write_text(f.to_toml())
+    (tmp_path / "k.json").write_text(f.to_json())
+    for name in ("k.toml", "k.json"):
+        g = load_folding(tmp_path / name, small_cfg)
+        assert g.kp == {"conv1": 3, "conv3": 3} and g.kernel_positions("conv2") == 1
 
 
 @pytest.mark.parametrize("text,match", [
@@ -30,6 +36,8 @@ def test_load_toml_and_json_roundtrip(tmp_path, small_cfg):
     ('[conv1]\npe = 1\n', "conv1.*missing field 'simd'"),
     ('[conv1]\npe = "2"\nsimd = 1\n', "conv1.*'pe' must be a positive integer"),
     ('[conv1]\npe = 1\nsimd = 1\nfoo = 2\n', "unknown field.*foo"),
+    ('[conv1]\npe = 1\nsimd = 1\nkp = 2\n', "conv1.*'kp' \\(2\\) must be 1 or the kernel size"),
+    ('[conv1]\npe = 1\nsimd = 1\nkp = 0\n', "conv1.*'kp' must be a positive integer"),
     ('[conv1\n', "not valid TOML"),
     ('arith = "fast"\n[conv1]\npe = 1\nsimd = 1\n', "field 'arith' must be one of 'xnor'"),
 ])
