@@ -180,7 +180,7 @@ class WindowUnit(wiring.Component):
         bank0 = Signal(range(kp))
         with m.Switch(ky):
             for dy in range(self.k):
-                with m.Case(dy):
+                with self._case(m, dy, self.k):
                     m.d.comb += bank0.eq(bank0s[dy])
                     for b, rp in enumerate(rps):
                         m.d.comb += rp.addr.eq(self._plus_word(rows[dy][b], word))
@@ -197,7 +197,7 @@ class WindowUnit(wiring.Component):
             inside_b = Signal(name=f"inside{b}")
             with m.Switch(bank0):
                 for b0 in range(kp):
-                    with m.Case(b0):
+                    with self._case(m, b0, kp):
                         m.d.comb += inside_b.eq(insides[(b - b0) % kp])
             collide.append(inside_b & wps[b].en & (wps[b].addr == rps[b].addr))
         m.d.comb += self.collision.eq(issue & Cat(*collide).any())
@@ -206,10 +206,17 @@ class WindowUnit(wiring.Component):
             data = Signal.like(rps[0].data, name=f"pos{p}_data")
             with m.Switch(bank0_r):
                 for b0 in range(kp):
-                    with m.Case(b0):
+                    with self._case(m, b0, kp):
                         m.d.comb += data.eq(rps[(b0 + p) % kp].data)
             chunks.append(Mux(zero_r[p], 0, self._chunk(data, j_r)))
         return chunks
+
+    @staticmethod
+    def _case(m, value: int, count: int):
+        """``m.Case(value)`` of a switch over ``0 .. count-1``, the last one as ``m.Default()``
+        (the selector's unused codes, e.g. 3 of a 2-bit ``range(3)``, would leave the case
+        statement incomplete: Verilator's -Wall refuses it)."""
+        return m.Default() if value == count - 1 else m.Case(value)
 
     def _bank_rows_at(self, dy: int) -> tuple[int, list[int]]:
         """The reset values of kernel row ``dy``'s registers (the first pixel, centre slot 0):

@@ -90,14 +90,16 @@ def test_bad_arguments_refused(tmp_path, capsys):
     assert main(["regress", "--jobs", "0", "-o", str(tmp_path)]) == 2
 
 
-@pytest.mark.parametrize("seed", [107, 109, 7002])
+@pytest.mark.parametrize("seed", [107, 109, 7002, 7204])
 def test_designs_found_by_the_regression_lint_clean(seed):
     """Found by `dupnet regress --seed 100 --random 12`: a one-row map's window compared
     `y < 0` (seed 107), and an "xnor" layer with one neuron fold compared `S' >= 0` for a
     threshold clamped to 0 (seed 109): constant compares that Verilator's -Wall refuses. Found
     by `dupnet regress --seed 7000 --random 8` (seed 7002): the weight loader assembled a
     memory word of three load words with a variable slice select, a case statement without a
-    default that the lint refuses."""
+    default that the lint refuses. Found by `dupnet regress --seed 7201 --random 5` (seed
+    7204, a row of the window per beat): the banked window's switches over a 2-bit bank
+    number (0..2) had no default."""
     from dupnet.hw.generate import generate_verilog
     from dupnet.hw.lint import lint_verilog
     d = random_design(seed)
