@@ -17,8 +17,11 @@ compares with the thresholds (hidden layers) into the output register.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -29,6 +32,15 @@ from .spram import SpramMemory
 from .stream_layout import pack_lanes
 
 __all__ = ["MVTU", "weight_rom_images", "memory_images"]
+
+
+class ChunkPosition(NamedTuple):
+    """Where a chunk in the pipeline stands, registered with it from stage to stage: valid,
+    the first / last input fold of its neuron fold, and that neuron fold."""
+    valid: Value
+    first: Value
+    last: Value
+    nf: Value
 
 
 def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]:
@@ -174,15 +186,15 @@ class MVTU(wiring.Component):
         m.d.comb += [stall.eq(skid_valid & v2), self.o.valid.eq(o_valid),
                      o_free.eq(~o_valid | self.o.ready), self.i.ready.eq(~stall)]
         nfc, rports, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
-        words, terms, pos_w = self._weight_stage(m, stall, rports, x1, (v1, first1, last1, nf1))
+        words, terms, pos_w = self._weight_stage(m, stall, rports, x1,
+                                                 ChunkPosition(v1, first1, last1, nf1))
         psums, pos_s = self._sum_stage(m, stall, words, terms, pos_w)
-        accs = self._accumulate(m, stall, pos_w[3], psums, pos_s, v2)
-        nf_s = pos_s[3]
+        accs = self._accumulate(m, stall, pos_w.nf, psums, pos_s, v2)
         payload = Signal.like(self.o.payload)
         if self.g.act_bits is None:
             m.d.comb += payload.eq(self._last_layer_payload(m, stall, v2, accs))
         else:
-            m.d.comb += payload.eq(Cat(*self._codes(m, stall, nf_s, accs)))
+            m.d.comb += payload.eq(Cat(*self._codes(m, stall, pos_s.nf, accs)))
         self._output(m, stall, v2, payload, o_valid, o_free, skid_valid)
         return m
 
@@ -273,7 +285,7 @@ class MVTU(wiring.Component):
         chunk's position (valid, first / last input fold, neuron fold)."""
         words = self._delay(m, stall, [rp.data for rp in rports], "w")
         terms = self._delay(m, stall, self._terms(m, x1), "w")
-        return words, terms, self._delay(m, stall, pos1, "w")
+        return words, terms, ChunkPosition(*self._delay(m, stall, pos1, "w"))
 
     def _weight_bit(self, wbits, p):
         """``u -> `` the weight bit of term ``u`` of PE ``p`` (broadcast to the lanes sharing
@@ -291,28 +303,23 @@ class MVTU(wiring.Component):
         chunk's position."""
         arith = self.arith
         arith.shared(m, terms, stall)
-        psums = []
-        for p in range(self.pe):
-            psum = arith.partial_sum(m, p, terms, self._weight_bit(words[p], p))
-            psum_r = Signal.like(psum, name=f"psum_r{p}")
-            with m.If(~stall):
-                m.d.sync += psum_r.eq(psum)
-            psums.append(psum_r)
-        return psums, self._delay(m, stall, pos_w, "s")
+        psums = [arith.partial_sum(m, p, terms, self._weight_bit(words[p], p))
+                 for p in range(self.pe)]
+        return (self._delay(m, stall, psums, "r"),
+                ChunkPosition(*self._delay(m, stall, pos_w, "s")))
 
     def _accumulate(self, m, stall, nf_w, psums, pos_s, v2):
         """Per-PE accumulators of the registered chunk sums; returns the values stage 4 uses.
         ``nf_w`` (the neuron fold a stage earlier) addresses the last layer's offset memory, so
         that its start value is read by the time the fold's first chunk sum arrives."""
         arith = self.arith
-        v_s, first_s, last_s, _ = pos_s
         acc_regs, starts = arith.accumulators(m, nf_w, stall)
         for p in range(self.pe):
-            with m.If(~stall & v_s):
-                m.d.sync += acc_regs[p].eq(Mux(first_s, starts[p], acc_regs[p]) + psums[p])
+            with m.If(~stall & pos_s.valid):
+                m.d.sync += acc_regs[p].eq(Mux(pos_s.first, starts[p], acc_regs[p]) + psums[p])
         with m.If(~stall):
-            m.d.sync += v2.eq(v_s & last_s)
-            arith.update_shared(m, v_s, first_s)
+            m.d.sync += v2.eq(pos_s.valid & pos_s.last)
+            arith.update_shared(m, pos_s.valid, pos_s.first)
         return [arith.result(m, p, acc_regs[p]) for p in range(self.pe)]
 
     def _last_layer_payload(self, m, stall, v2, accs):
