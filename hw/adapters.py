@@ -1,16 +1,16 @@
 """Stream width adapters: :class:`Gather` (n narrow beats -> 1 wide), :class:`Unpack`
 (1 wide beat -> n narrow) and :class:`WidthAdapter` (``a`` lanes per beat -> ``b`` lanes per
 beat, through their common multiple). Beat ``k`` of a group is the wide word's bits
-``[k*w +: w]``."""
+``[k*w +: w]``. And :class:`SkidBuffer`, a stream stage whose ``i.ready`` is a register."""
 from __future__ import annotations
 
 import math
 
-from amaranth import Cat, Module, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Gather", "Unpack", "WidthAdapter"]
+__all__ = ["Gather", "Unpack", "WidthAdapter", "SkidBuffer"]
 
 
 def _pass_through(component) -> Module:
@@ -142,3 +142,44 @@ class WidthAdapter(wiring.Component):
         wiring.connect(m, self.unpack.o, wiring.flipped(self.o))
         return m
 
+
+
+class SkidBuffer(wiring.Component):
+    """A one-beat skid buffer: ``i.ready`` is a register, so the consumer's ready logic does not
+    reach the producer's enables (a timing cut), at no latency and no loss of throughput.
+
+    While empty, beats pass straight through (``o`` is ``i``); a beat offered while ``o`` is
+    not ready is kept, ``i.ready`` drops for the next cycle and the kept beat goes first. Every
+    beat is accepted no later than the consumer behind it would have accepted it directly.
+
+    Parameters
+    ----------
+    width : int
+        Payload bits.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(unsigned(width)))
+        Input stream; ``i.ready`` is the register "empty".
+    o : Out(stream.Signature(unsigned(width)))
+        Output stream: the kept beat, else ``i`` (``o.valid`` does not depend on ``o.ready``).
+    """
+
+    def __init__(self, width: int):
+        self.width = width
+        super().__init__({"i": In(stream.Signature(unsigned(width))),
+                          "o": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        full = Signal()
+        kept = Signal(self.width)
+        m.d.comb += [self.i.ready.eq(~full),
+                     self.o.valid.eq(full | self.i.valid),
+                     self.o.payload.eq(Mux(full, kept, self.i.payload))]
+        with m.If(full):
+            with m.If(self.o.ready):
+                m.d.sync += full.eq(0)
+        with m.Elif(self.i.valid & ~self.o.ready):
+            m.d.sync += [full.eq(1), kept.eq(self.i.payload)]
+        return m

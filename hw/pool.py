@@ -12,6 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .adapters import SkidBuffer
 from .folded import PIXEL_BUFFER, ROW_BUFFER, FoldedPool
 
 __all__ = ["MaxPool", "vmax"]
@@ -62,7 +63,9 @@ class MaxPool(wiring.Component):
       first row and the first pixel of its second row come in meanwhile (they emit nothing:
       the edge step and the flush take their output slots, so the pool keeps one chunk per
       cycle across frames), each writing only words already emitted or emitted in the same
-      cycle (a one-row frame's last input waits for the flush to end).
+      cycle (a one-row frame's last input waits for the flush to end). The input passes a
+      :class:`~dupnet.hw.adapters.SkidBuffer` first: ``i.ready`` is a register (no latency,
+      the same throughput), so this readiness logic stays inside the pool.
     """
 
     def __init__(self, layer: FoldedPool):
@@ -77,7 +80,15 @@ class MaxPool(wiring.Component):
                           "o": Out(stream.Signature(unsigned(w)))})
 
     def elaborate(self, platform):
-        return self._stride2() if self.stride == 2 else self._stride1()
+        if self.stride == 2:
+            return self._stride2()
+        # the stride-1 pool's input readiness depends on its edge and flush state (counters,
+        # compares); a skid buffer keeps that logic off the producer's enables
+        m = Module()
+        m.submodules.in_skid = skid = SkidBuffer(self.lanes * self.bits)
+        wiring.connect(m, wiring.flipped(self.i), skid.i)
+        self._stride1(m, skid.o)
+        return m
 
     def _ram(self, m, name, shape, transparent):
         m.submodules[name] = mem = Memory(shape=unsigned(shape.width), depth=shape.depth,
@@ -143,8 +154,8 @@ class MaxPool(wiring.Component):
             self._emit(m, o_valid, run)
         return m
 
-    def _stride1(self):
-        m = Module()
+    def _stride1(self, m, i):
+        """The stride-1 pool in ``m``, its input stream ``i``."""
         H, W = self.height, self.width
         L, B, n = self.lanes, self.bits, self.chunks
         depth = W * n
@@ -175,15 +186,15 @@ class MaxPool(wiring.Component):
             # the next frame's first pixel comes in beside the edge step, chunk by chunk at
             # most in step with it (chunk j writes pixbuf[j] in the cycle the edge step uses
             # it, or after): it emits nothing and writes no row-buffer word
-            m.d.comb += self.i.ready.eq((r == 0) & (c == 0) & ~frame_last &
+            m.d.comb += i.ready.eq((r == 0) & (c == 0) & ~frame_last &
                                         ((j < ej) | ((j == ej) & edge_step)))
         with m.Elif(flushing):
             # (a one-row frame's last input starts the next edge step: after the flush)
-            m.d.comb += self.i.ready.eq(((r == 0) | ((r == 1) & (c == 0))) & behind &
+            m.d.comb += i.ready.eq(((r == 0) | ((r == 1) & (c == 0))) & behind &
                                         ~frame_last)
         with m.Else():
-            m.d.comb += self.i.ready.eq(o_free | ~emits)
-        m.d.comb += accept.eq(self.i.valid & self.i.ready)
+            m.d.comb += i.ready.eq(o_free | ~emits)
+        m.d.comb += accept.eq(i.valid & i.ready)
 
         ej_next = Signal.like(ej)
         fp_next = Signal.like(fp)
@@ -203,7 +214,7 @@ class MaxPool(wiring.Component):
         with m.Else():
             m.d.comb += [rp.addr.eq(rb_word(nxt["lin"])), prp.addr.eq(nxt["j"])]
 
-        px, p, rb = self.i.payload, prp.data, rp.data
+        px, p, rb = i.payload, prp.data, rp.data
         hmax = vmax(m, p, px, L, B, name="hmax")       # max(in(r, c-1), in(r, c))
         h = Signal(L * B)
         m.d.comb += h.eq(Mux(edge | (c == 0), p, hmax))
@@ -220,4 +231,3 @@ class MaxPool(wiring.Component):
             self._emit(m, o_valid, vout)
         with m.If(flush_step):
             self._emit(m, o_valid, rb)
-        return m
