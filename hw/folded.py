@@ -40,7 +40,7 @@ DEFAULT_ARITH = ARITHMETICS[0]
 WEIGHT_SOURCES = ("rom", "load")
 
 #: memory names, as the generated Verilog, the budget reports and Yosys scripts know them
-WEIGHT_ROM = "w_rom"          # one per PE: w_rom0, w_rom1, ...
+WEIGHT_ROM = "w_rom"          # the PEs' weight words side by side
 THRESHOLD_ROM = "t_rom"       # hidden layers with nf > 1: thresholds per neuron fold
 OFFSET_ROM = "k_rom"          # "xnor" last layer with nf > 1: -K per neuron fold
 LINE_BUFFER = "linebuf"       # the window unit's line buffer
@@ -76,7 +76,7 @@ class MemoryShape(NamedTuple):
 
 @dataclass(frozen=True)
 class LayerMemory:
-    """One memory of a layer: its name (one of the constants above, ``w_rom<p>`` per PE), its
+    """One memory of a layer: its name (one of the constants above), its
     shape, whether it is a ROM (an init image: weights, thresholds) or a RAM, and whether the
     load port writes it (weights and thresholds with ``weights = "load"``)."""
     name: str
@@ -249,12 +249,20 @@ class FoldedConv:
 
     @property
     def weight_rom(self) -> MemoryShape:
-        """Shape of each of the PE weight ROMs (unique bits only): a word of
-        ``KP*max(1, SIMD/w_dup)`` bits per input fold."""
+        """Shape of one PE's slice of the weight memory (unique bits only): a word of
+        ``KP*max(1, SIMD/w_dup)`` bits per input fold. The memory (:attr:`weight_memory`)
+        holds the ``PE`` slices side by side: every PE reads the same address."""
         g = self.geometry
         width = self.kp * self.chunk_weight_bits
         depth = self.nf * g.k * g.k * g.c_unique // width
         return MemoryShape(depth, width)
+
+    @property
+    def weight_memory(self) -> MemoryShape:
+        """Shape of the weight memory: :attr:`weight_rom`'s depth, ``PE`` slices wide (one
+        memory, not one per PE: a block RAM holds several narrow slices)."""
+        w = self.weight_rom
+        return MemoryShape(w.depth, self.pe * w.width)
 
     @property
     def weight_rom_repeat(self) -> int:
@@ -355,12 +363,11 @@ class FoldedConv:
 
     @property
     def memories(self) -> list[LayerMemory]:
-        """Every memory of the layer: the PE weight ROMs, the threshold (or offset) ROM when
+        """Every memory of the layer: the weight memory, the threshold (or offset) ROM when
         there is one (with ``weights = "load"``: written through the load port, in this
         order), the line buffer."""
-        w, rom = self.weight_rom, self.weights == "rom"
-        out = [LayerMemory(f"{WEIGHT_ROM}{p}", w.depth, w.width, rom, not rom, self.spram)
-               for p in range(self.pe)]
+        w, rom = self.weight_memory, self.weights == "rom"
+        out = [LayerMemory(WEIGHT_ROM, w.depth, w.width, rom, not rom, self.spram)]
         t = self.threshold_rom
         if t is not None:
             out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, rom, not rom))

@@ -51,7 +51,7 @@ class GeneratedDesign:
 _MEM_DECL = re.compile(r"^\s*reg\s*(?:\[(\d+):(\d+)\])?\s*(\S+)\s*\[(\d+):(\d+)\]\s*;", re.M)
 
 
-def count_verilog_memory_bits(verilog: str, name_pattern: str = r"w_rom\d+") -> int:
+def count_verilog_memory_bits(verilog: str, name_pattern: str = r"w_rom\d*") -> int:
     """Bits of the memory arrays declared in ``verilog`` whose name matches ``name_pattern``
     (a ``reg [W-1:0] name [0:D-1];`` declaration counts ``W*D``)."""
     total = 0

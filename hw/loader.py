@@ -8,8 +8,9 @@ cannot be initialised by the bitstream) and written after reset through the top 
 same config and folding is run by loading its image.
 
 The load image is a sequence of ``LOAD_WORD_BITS``-bit words: for every conv layer in pipeline
-order, every weight and threshold memory in the order of ``FoldedConv.memories`` (``w_rom0`` ..
-``w_rom<PE-1>``, then ``t_rom`` or ``k_rom``), every memory word from address 0 up. A memory
+order, every weight and threshold memory in the order of ``FoldedConv.memories`` (``w_rom``, the
+PEs' weight words side by side, then ``t_rom`` or ``k_rom``), every memory word from address 0
+up. A memory
 word wider than a load word is split into ``ceil(width / LOAD_WORD_BITS)`` load words, least
 significant first (the last one zero-padded); a narrower one shares a load word with the next
 ``LOAD_WORD_BITS // width - 1`` words of the same memory, the first in the least significant

@@ -31,7 +31,7 @@ from .mvtu_arith import adder_tree, arithmetic_for
 from .spram import SpramMemory
 from .stream_layout import pack_lanes
 
-__all__ = ["MVTU", "weight_rom_images", "memory_images"]
+__all__ = ["MVTU", "weight_rom_images", "weight_memory_image", "memory_images"]
 
 
 class ChunkPosition(NamedTuple):
@@ -44,10 +44,11 @@ class ChunkPosition(NamedTuple):
 
 
 def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]:
-    """ROM words per PE: PE ``p`` holds neurons ``nf*PE + p`` in order, each neuron's unique bits
-    ``V[o]`` in the order the window emits them, packed ``width`` bits per word, LSB first:
-    (ky, kx, cu) with one position per beat; with ``KP = k`` positions per beat (ky, chunk,
-    kx, the chunk's bits), so that a word holds the chunk's bits of the ``k`` positions."""
+    """Each PE's slice of the weight memory, word by word: PE ``p`` holds neurons
+    ``nf*PE + p`` in order, each neuron's unique bits ``V[o]`` in the order the window emits
+    them, packed ``width`` bits per word, LSB first: (ky, kx, cu) with one position per beat;
+    with ``KP = k`` positions per beat (ky, chunk, kx, the chunk's bits), so that a word holds
+    the chunk's bits of the ``k`` positions."""
     g, pe, kp = layer.geometry, layer.pe, layer.kp
     depth, width = layer.weight_rom
     u = layer.chunk_weight_bits
@@ -63,6 +64,15 @@ def weight_rom_images(layer: FoldedConv, weights: np.ndarray) -> list[list[int]]
     return images
 
 
+def weight_memory_image(layer: FoldedConv, weights: np.ndarray) -> list[int]:
+    """The weight memory's words: the PE slices (:func:`weight_rom_images`) side by side, PE
+    ``p`` at bits ``[p*width +: width]`` (every PE reads the same address)."""
+    width = layer.weight_rom.width
+    slices = weight_rom_images(layer, weights)
+    return [sum(img[a] << (p * width) for p, img in enumerate(slices))
+            for a in range(layer.weight_rom.depth)]
+
+
 def _neg_unique(layer: FoldedConv, weights: np.ndarray) -> np.ndarray:
     """-1 weights per neuron among its stored (unique) bits."""
     g = layer.geometry
@@ -75,13 +85,13 @@ def _neg_unique(layer: FoldedConv, weights: np.ndarray) -> np.ndarray:
 
 def memory_images(layer: FoldedConv, weights: np.ndarray, thresholds) -> dict[str, list[int]]:
     """The contents of the layer's weight and threshold memories, by memory name, in the
-    order of ``layer.memories``: ``w_rom<p>`` (:func:`weight_rom_images`), then the threshold
+    order of ``layer.memories``: ``w_rom`` (:func:`weight_memory_image`), then the threshold
     ROM (word ``n``: neuron fold ``n``'s thresholds as the arithmetic stores them, lane
     ``(p, t)`` at ``[(p*nt + t)*tb +: tb]``) or the ``"xnor"`` last layer's offset ROM (``-K``
     of lane ``p`` at ``[p*acc_bits +: acc_bits]``), where the layer has one."""
     g, pe = layer.geometry, layer.pe
     arith = arithmetic_for(layer, _neg_unique(layer, weights))
-    images = {f"{WEIGHT_ROM}{p}": img for p, img in enumerate(weight_rom_images(layer, weights))}
+    images = {WEIGHT_ROM: weight_memory_image(layer, weights)}
     if layer.threshold_rom is None:
         return images
     if g.act_bits is not None:
@@ -118,8 +128,9 @@ class MVTU(wiring.Component):
         Hidden: ``PE*act_bits`` bits, lane ``j`` = code of channel ``nf*PE + j`` at
         ``[j*act_bits +: act_bits]``. Last layer: ``PE*acc_bits + 1`` bits, signed accumulator
         lanes, ``last`` at the MSB.
-    weight_roms : list of Memory
-        The per-PE weight ROMs.
+    weight_rom : Memory
+        The weight memory: one word per input fold and neuron fold, the PEs' slices side by
+        side (``layer.weight_rom`` is a slice's shape).
     load_ports : list of (str, WritePort)
         With ``layer.weights == "load"``: each weight and threshold memory's name and write
         port, in the order of ``layer.memories`` (driven by the accelerator's
@@ -136,11 +147,10 @@ class MVTU(wiring.Component):
         self.frame_beats = frame_beats
         self.arith = arithmetic_for(layer, neg_unique)
         images = memory_images(layer, weights, thresholds)
-        self.rom_images = [images[f"{WEIGHT_ROM}{p}"] for p in range(self.pe)]
         self.load_ports = []
         mems = {lm.name: self._memory(lm, images[lm.name])
                 for lm in layer.memories if lm.name in images}
-        self.weight_roms = [mems[f"{WEIGHT_ROM}{p}"] for p in range(self.pe)]
+        self.weight_rom = mems[WEIGHT_ROM]
         #: the threshold or offset memory, or None (one neuron fold, ROM weights: constants)
         self.threshold_mem = mems.get(layer.threshold_rom_name)
         self.arith.offset_rom = self.threshold_mem if g.act_bits is None else None
@@ -168,7 +178,7 @@ class MVTU(wiring.Component):
     @property
     def rom_bits(self) -> int:
         """Bits of the instantiated weight ROMs."""
-        return sum(mem.depth * mem.shape.width for mem in self.weight_roms)
+        return self.weight_rom.depth * self.weight_rom.shape.width
 
     def elaborate(self, platform):
         m = Module()
@@ -185,8 +195,8 @@ class MVTU(wiring.Component):
         o_free = Signal()
         m.d.comb += [stall.eq(skid_valid & v2), self.o.valid.eq(o_valid),
                      o_free.eq(~o_valid | self.o.ready), self.i.ready.eq(~stall)]
-        nfc, rports, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
-        words, terms, pos_w = self._weight_stage(m, stall, rports, x1,
+        nfc, rport, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
+        words, terms, pos_w = self._weight_stage(m, stall, rport, x1,
                                                  ChunkPosition(v1, first1, last1, nf1))
         psums, pos_s = self._sum_stage(m, stall, words, terms, pos_w)
         accs = self._accumulate(m, stall, pos_w.nf, psums, pos_s, v2)
@@ -224,12 +234,9 @@ class MVTU(wiring.Component):
         rep = Signal(range(max(2, rom_repeat)))
         sfc = Signal(range(max(2, sf)))
         nfc = Signal(range(max(2, nf)))
-        rports = []
-        for p, mem in enumerate(self.weight_roms):
-            m.submodules[f"{WEIGHT_ROM}{p}"] = mem
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(waddr), rp.en.eq(~stall)]
-            rports.append(rp)
+        m.submodules[WEIGHT_ROM] = self.weight_rom
+        rp = self.weight_rom.read_port()
+        m.d.comb += [rp.addr.eq(waddr), rp.en.eq(~stall)]
         with m.If(accept):
             if rom_repeat > 1:
                 m.d.sync += rep.eq(Mux(rep == rom_repeat - 1, 0, rep + 1))
@@ -248,7 +255,7 @@ class MVTU(wiring.Component):
         with m.If(~stall):
             m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload), first1.eq(sfc == 0),
                          last1.eq(sfc == sf - 1), nf1.eq(nfc)]
-        return nfc, rports, x1, v1, first1, last1, nf1
+        return nfc, rp, x1, v1, first1, last1, nf1
 
     def _terms(self, m, x1):
         """The chunk's terms: its lanes, or with pre-add the sums of the lanes sharing a
@@ -280,10 +287,17 @@ class MVTU(wiring.Component):
             regs.append(r)
         return regs
 
-    def _weight_stage(self, m, stall, rports, x1, pos1):
-        """The weight words read from the ROMs and the chunk's terms, registered with the
-        chunk's position (valid, first / last input fold, neuron fold)."""
-        words = self._delay(m, stall, [rp.data for rp in rports], "w")
+    def _weight_stage(self, m, stall, rport, x1, pos1):
+        """Each PE's weight word (its slice of the word read from the weight memory) and the
+        chunk's terms, registered with the chunk's position (valid, first / last input fold,
+        neuron fold)."""
+        width = self.layer.weight_rom.width
+        slices = []
+        for p in range(self.pe):
+            w = Signal(width, name=f"wword{p}")
+            m.d.comb += w.eq(rport.data[p * width:(p + 1) * width])
+            slices.append(w)
+        words = self._delay(m, stall, slices, "w")
         terms = self._delay(m, stall, self._terms(m, x1), "w")
         return words, terms, ChunkPosition(*self._delay(m, stall, pos1, "w"))
 

@@ -42,7 +42,10 @@ def test_load_image_layout(small_art):
     folding = LOAD["one-fold"]
     segments, words = load_image(small_art, folding)
     assert [s.memory for s in segments if s.layer == "conv1"] == \
-        ["w_rom0", "w_rom1", "w_rom2", "w_rom3", "t_rom"]
+        ["w_rom", "t_rom"]
+    conv1 = next(s for s in segments if s.layer == "conv1" and s.memory == "w_rom")
+    pe = folding.layers["conv1"][0]
+    assert conv1.width % pe == 0 and conv1.width > conv1.width // pe   # PE slices side by side
     assert segments[-1].memory == "k_rom"          # the xnor last layer's offsets
     assert len(words) == sum(s.load_words for s in segments)
     assert all(0 <= w < 1 << LOAD_WORD_BITS for w in words)
@@ -165,7 +168,9 @@ def test_spram_design_instantiates_the_cells_and_lints(small_art):
     design = generate_verilog(small_art, SPRAM)
     want = sum(spram_blocks(m.depth, m.width) for f in fold_network(small_art.config, SPRAM)
                for m in getattr(f, "memories", []) if m.spram)
-    assert want == 4 + 2          # conv2: PE 4 memories, conv3: PE 2 (each 1 block)
+    # conv2 (PE 4) and conv3 (PE 2): one weight memory each, the PE slices side by side, one
+    # block each (a memory per PE took 4 + 2 blocks)
+    assert want == 1 + 1
     assert design.verilog.count("  SB_SPRAM256KA ") == want
     r = lint_verilog(design.verilog, top=design.top_name)
     assert r.ok, r.output[-3000:]
