@@ -18,7 +18,7 @@ from .kinds import hw_kind
 from .pipeline import pipeline_model
 
 __all__ = ["auto_folding", "choose_folding", "min_layer_cycles", "DEFAULT_FPS",
-           "DEFAULT_CLOCK_HZ"]
+           "DEFAULT_CLOCK_HZ", "KP_POLICIES"]
 
 
 def _layer_options(g: ConvGeometry):
@@ -27,14 +27,21 @@ def _layer_options(g: ConvGeometry):
             for pe, simd in FoldedConv.candidates(g)]
 
 
-def _best_for_target(g: ConvGeometry, target: int, preadd: bool, arith: str):
+#: where the auto-folding emits a row of the window per beat (``KP = k``): only where one
+#: kernel position per beat cannot meet the target (its banked line buffer takes more block
+#: RAMs than one buffer, which the LUT estimate does not weigh), or wherever it is the
+#: cheaper option in LUTs (fewer lanes for the same cycles; the device fit weighs the RAMs)
+KP_POLICIES = ("needed", "cheapest")
+
+
+def _best_for_target(g: ConvGeometry, target: int, preadd: bool, arith: str,
+                     kp_policy: str = "needed"):
     """The ``(PE, SIMD, KP)`` of the smallest LUT estimate within ``target`` cycles/frame
-    (ties: fewer lanes, more cycles, fewer PE), or None. ``KP = k`` only where one kernel
-    position per beat cannot meet the target: its banked line buffer takes more block RAMs
-    than one buffer, which the LUT estimate does not weigh."""
+    (ties: fewer lanes, more cycles, fewer PE), or None; ``KP = k`` as ``kp_policy`` says
+    (:data:`KP_POLICIES`)."""
     best = None
     for pe, simd, kp in _layer_options(g):
-        if kp > 1 and best is not None and best[1][2] == 1:
+        if kp > 1 and kp_policy == "needed" and best is not None and best[1][2] == 1:
             break                   # KP = 1 meets the target (the options list KP = 1 first)
         m = layer_model(g, pe, simd, preadd=preadd, arith=arith, kp=kp)
         if m.cycles_per_frame > target:
@@ -84,15 +91,20 @@ def _with_pool_lanes(config: NetworkConfig, folding: Folding, target: int) -> Fo
 
 def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
                  lut_budget: int | None = None, preadd: bool = True,
-                 pixels_per_beat: int = 1, arith: str = DEFAULT_ARITH) -> Folding:
+                 pixels_per_beat: int = 1, arith: str = DEFAULT_ARITH,
+                 kp_policy: str = "needed") -> Folding:
     """A balanced folding.
 
     ``target_cycles``: every layer at most this many cycles/frame, each with the smallest LUT
     estimate. ``lut_budget``: the smallest cycles/frame whose total LUT estimate fits. Exactly
-    one of the two must be given. Raises :class:`FoldingError` when the request is impossible.
+    one of the two must be given. ``kp_policy``: where a conv emits a row of the window per
+    beat (:data:`KP_POLICIES`). Raises :class:`FoldingError` when the request is impossible.
     """
     if (target_cycles is None) == (lut_budget is None):
         raise FoldingError("auto folding needs exactly one of target_cycles and lut_budget")
+    if kp_policy not in KP_POLICIES:
+        raise FoldingError(f"kp_policy must be one of {', '.join(KP_POLICIES)}, got "
+                           f"{kp_policy!r}")
     check_pixels_per_beat(config, pixels_per_beat)
     geoms = conv_geometries(config)
     fixed, fixed_what = _fixed_min_cycles(config, pixels_per_beat)
@@ -100,7 +112,7 @@ def auto_folding(config: NetworkConfig, target_cycles: int | None = None,
     def for_target(t: int) -> Folding | None:
         layers, kps = {}, {}
         for g in geoms:
-            b = _best_for_target(g, t, preadd, arith)
+            b = _best_for_target(g, t, preadd, arith, kp_policy)
             if b is None:
                 return None
             pe, simd, kp = b[1]

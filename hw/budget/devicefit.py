@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dupnet.sw.config import NetworkConfig, network_geometry
 
 from ..analytic import REFERENCE_CLOCK_HZ
-from ..autofold import auto_folding, choose_folding
+from ..autofold import KP_POLICIES, auto_folding, choose_folding
 from ..folded import FoldingError
 from ..folding import Folding
 from ..kinds import fold_network
@@ -95,7 +95,7 @@ def memory_mapping(config: NetworkConfig, folding: Folding, device: Device, cali
                    margin: float = DEFAULT_MARGIN) -> Folding:
     """``folding`` with the memory mapping for ``device``: ROM weights where the block RAM
     holds the design; else, on a device with SPRAM, weights loaded at run time with the
-    largest layers' weight memories in SPRAM (each layer's PE memories whole, largest weight
+    largest layers' weight memories in SPRAM (each layer's weight memory whole, largest weight
     bits first, while blocks remain)."""
     rom = dataclasses.replace(folding, weights="rom", spram=())
     spram_cap = int(device.capacity.get("spram", 0))
@@ -106,7 +106,7 @@ def memory_mapping(config: NetworkConfig, folding: Folding, device: Device, cali
     layers.sort(key=lambda f: -f.geometry.unique_weight_bits)
     free, chosen = spram_cap, []
     for f in layers:
-        need = f.pe * spram_blocks(*f.weight_rom)
+        need = spram_blocks(*f.weight_memory)
         if need <= free:
             chosen.append(f.geometry.name)
             free -= need
@@ -120,9 +120,9 @@ def _at(config, folding, device, calib, margin, clock_mhz, budget=None) -> Devic
     return p
 
 
-def _at_budget(config, budget, device, calib, margin, clock_mhz) -> DevicePoint:
-    return _at(config, auto_folding(config, lut_budget=budget), device, calib, margin,
-               clock_mhz, budget)
+def _at_budget(config, budget, device, calib, margin, clock_mhz, kp_policy) -> DevicePoint:
+    return _at(config, auto_folding(config, lut_budget=budget, kp_policy=kp_policy), device,
+               calib, margin, clock_mhz, budget)
 
 
 def _too_big(config, device, point: DevicePoint, margin: float) -> FoldingError:
@@ -140,9 +140,12 @@ def fit_device(config: NetworkConfig, device: Device, calib: dict | None = None,
                fps: float | None = None, strict: bool = True) -> DevicePoint:
     """The design for ``device``: with ``fps``, the smallest design (fewest LUTs, the
     auto-folding for ``clock/fps`` cycles per frame) that meets it and fits; else the fastest
-    that fits (a binary search over the auto-folding's LUT budget). :class:`FoldingError`
-    names the binding resource when nothing fits (``strict=False``: the most folded design is
-    returned instead, its ``fit.fits`` False), or the frames/s the device can reach."""
+    that fits (a binary search over the auto-folding's LUT budget). Both with each of the
+    auto-folding's ``KP`` policies (:data:`~dupnet.hw.autofold.KP_POLICIES`: a row of the
+    window per beat where needed, or wherever it saves LUTs), keeping the better design.
+    :class:`FoldingError` names the binding resource when nothing fits (``strict=False``: the
+    most folded design is returned instead, its ``fit.fits`` False), or the frames/s the
+    device can reach."""
     calib = calib if calib is not None else load_calibration()
     most = _at(config, auto_folding(config, target_cycles=_SLOWEST), device, calib, margin,
                clock_mhz)
@@ -152,14 +155,20 @@ def fit_device(config: NetworkConfig, device: Device, calib: dict | None = None,
         raise _too_big(config, device, most, margin)
     if fps is not None:
         return _for_fps(config, device, calib, margin, clock_mhz, fps)
-    fastest = _at_budget(config, 1 << 40, device, calib, margin, clock_mhz)
+    points = [_fastest(config, device, calib, margin, clock_mhz, most, kp) for kp in KP_POLICIES]
+    return min(points, key=lambda p: (p.model.cycles_per_frame, p.estimate["lut"]))
+
+
+def _fastest(config, device, calib, margin, clock_mhz, most, kp_policy) -> DevicePoint:
+    """The fastest fitting design of one ``KP`` policy (``most`` fits)."""
+    fastest = _at_budget(config, 1 << 40, device, calib, margin, clock_mhz, kp_policy)
     if fastest.fit.fits:
         return fastest
     lo, hi = most.model.lut_estimate, fastest.model.lut_estimate
-    best = _at_budget(config, lo, device, calib, margin, clock_mhz)
+    best = _at_budget(config, lo, device, calib, margin, clock_mhz, kp_policy)
     while hi - lo > 1:                   # lo fits, hi does not
         mid = (lo + hi) // 2
-        p = _at_budget(config, mid, device, calib, margin, clock_mhz)
+        p = _at_budget(config, mid, device, calib, margin, clock_mhz, kp_policy)
         if p.fit.fits:
             lo, best = mid, p
         else:
@@ -173,13 +182,15 @@ def _for_fps(config, device, calib, margin, clock_mhz, fps) -> DevicePoint:
     mhz = device_clock_mhz(device, clock_mhz)
     target = int(mhz * 1e6 // fps)
     try:
-        p = _at(config, auto_folding(config, target_cycles=target), device, calib, margin,
-                clock_mhz)
+        points = [_at(config, auto_folding(config, target_cycles=target, kp_policy=kp), device,
+                      calib, margin, clock_mhz) for kp in KP_POLICIES]
     except FoldingError as e:
         raise FoldingError(f"{fps:g} frames/s at {mhz:g} MHz ({target} cycles/frame) is "
                            f"out of reach for {config.name}: {e}") from None
-    if p.fit.fits:
-        return p
+    fitting = [p for p in points if p.fit.fits]
+    if fitting:
+        return min(fitting, key=lambda p: p.estimate["lut"])
+    p = min(points, key=lambda p: p.estimate["lut"])
     best = fit_device(config, device, calib, margin, clock_mhz)
     raise FoldingError(f"{config.name} at {fps:g} frames/s ({target} cycles/frame at "
                        f"{mhz:g} MHz) does not fit {device.name} (binds first: "
