@@ -1,4 +1,4 @@
-"""Bit-heap compressor: the sum of many weighted bits, built from LUT6-sized counters.
+"""Bit-heap compressor: the sum of many weighted bits, from LUT6 counters and carry-chain adders.
 
 A *heap* maps a column ``c`` (bit weight ``2**c``) to its items. An item is a plain bit (one
 input) or an XNOR pair ``(x, w)`` standing for the bit ``~(x ^ w)`` (two inputs): the XNOR of an
@@ -13,15 +13,22 @@ is synthesized): Yosys' delay-driven ``abc9`` otherwise re-derives several stage
 and duplicates logic (measured on 32 W1A3 lanes with ``synth_xilinx``: 2.09 LUT6 per lane-bit
 flattened, 1.39 with one module per stage).
 
-Stages (Wallace style, every column reduced in parallel):
+Stages:
 
-1. XNOR pairs in threes: a full adder on three pairs (6 inputs, 2 LUT6 for 3 lane-bits).
-2. Plain bits: 6:3 counters (3 LUT6 remove 3 bits), a 5:3 on a remainder of five.
+1. XNOR pairs in threes: a full adder on three pairs (6 inputs, 2 LUT6 for 3 lane-bits; 4 LUT4);
+   other items pass on.
+2. Carry-chain adder stages until one item per column is left: from the lowest column up, an
+   adder starts at each column holding two items or more, adds two rows through the columns
+   holding items (one LUT per column holding two, on LUT6 and LUT4 alike) and takes a third
+   item of its first column as carry-in (free). An XNOR pair that reaches an adder costs its
+   XNOR (a LUT).
 
-until every column holds at most ``final_rows`` items; those rows are then added with a carry
-chain adder (one LUT per bit and row on LUT6 devices). LUT cost is about 1.3 LUT6 per XNOR'd
-input bit, against ~2.3 for a carry-chain adder tree with separate gating (see
-``scripts/bench_hw.py``).
+Measured (issue 12, 64 lanes, ``scripts/bench_hw.py``; against the former 6:3-counter Wallace
+stages): W1A1 1.30 LUT6 per lane-bit (was 1.31), W1A2 1.38 (1.31), W1A3 1.35 (1.33); iCE40
+LUT4 2.02 / 2.07 / 2.05 (2.66 / 2.71 / 2.77: a 6:3 counter is 3 LUT6 but ~7 LUT4, a carry-chain
+adder is one LUT per column on both); ECP5 LUT4 2.56 / 2.48 / 2.39 (2.69 / 2.73 / 2.78).
+Counting Yosys cells (a dual-output LUT6_2 counts two), every construction here removes at most
+one heap bit per LUT past the first stage, so the compressor stays near 4/3 LUT6 per lane-bit.
 """
 from __future__ import annotations
 
@@ -108,113 +115,126 @@ def _counter(m: Module, items: list, name: str) -> list[Signal]:
     return outs
 
 
-def _split_column(items: list) -> tuple[list[list], list]:
-    """Counter groups for one column and the items passed on unchanged."""
+def _pair_groups(items: list) -> tuple[list[list], list]:
+    """The first stage's counters of one column (full adders on three XNOR pairs) and the
+    items passed on unchanged."""
     pairs = [it for it in items if isinstance(it, XnorPair)]
-    singles = [it for it in items if not isinstance(it, XnorPair)]
-    groups: list[list] = []
-    while len(pairs) >= 3:                      # full adder on three XNOR pairs: 6 inputs
-        groups.append(pairs[:3])
-        pairs = pairs[3:]
-    while len(singles) >= 6:                    # 6:3 counter
-        groups.append(singles[:6])
-        singles = singles[6:]
-    if len(singles) == 5:                       # 5:3 counter
-        groups.append(singles)
-        singles = []
-    return groups, pairs + singles
+    rest = [it for it in items if not isinstance(it, XnorPair)]
+    n = len(pairs) - len(pairs) % 3
+    return [pairs[i:i + 3] for i in range(0, n, 3)], pairs[n:] + rest
 
 
-def _reduce(cols: dict[int, list], final_rows: int, counter) -> dict[int, list]:
+def _reduce(cols: dict[int, list], counter, adder) -> dict[int, list]:
     """The stage schedule, shared by the hardware (:func:`compress_heap`) and the LUT count
-    (:func:`compressor_luts`): ``counter(stage, column, tag, items)`` returns the output items
-    of one counter (its count, LSB first, one item per column from ``column`` up)."""
-    if final_rows not in (2, 3):
-        raise ValueError(f"final_rows must be 2 or 3, got {final_rows!r}")
-    stage = 0
-    while cols and max(len(v) for v in cols.values()) > final_rows:
-        new: dict[int, list] = {}
-        progress = False
-        for c in sorted(cols):
-            groups, rest = _split_column(cols[c])
-            if len(cols[c]) <= final_rows:
-                groups, rest = [], cols[c]
-            new.setdefault(c, []).extend(rest)
-            for gi, grp in enumerate(groups):
-                progress = True
-                for j, o in enumerate(counter(stage, c, f"g{gi}", grp)):
-                    new.setdefault(c + j, []).append(o)
-        if not progress:     # only 3-4 singles left in some column: one full adder each
-            new = {}
-            for c in sorted(cols):
-                items = cols[c]
-                if len(items) > final_rows:
-                    grp, items = items[:3], items[3:]
-                    for j, o in enumerate(counter(stage, c, "fa", grp)):
-                        new.setdefault(c + j, []).append(o)
-                new.setdefault(c, []).extend(items)
-        cols = new
+    (:func:`compressor_luts`). Returns the heap reduced to one item per column.
+
+    * stage 0: ``counter(stage, column, tag, items)`` on every three XNOR pairs of a column
+      (a full adder, one LUT6 per output bit), returning the output items (LSB first, one per
+      column from ``column`` up);
+    * then carry-chain adder stages: in each, ``adder(stage, column, a, b, cin)`` adds the
+      row ``a`` (one item per column from ``column`` up), the row ``b`` (the same columns;
+      None where a column has no second item) and the carry-in ``cin`` (an item of
+      ``column`` or None) and returns its ``len(a) + 1`` output items. Adders are placed from
+      the lowest column up: one starts at every column holding two items or more and runs up
+      through the columns holding at least one; a third item of its first column is its
+      carry-in (free on the carry chain).
+    """
+    new: dict[int, list] = {}
+    for c in sorted(cols):
+        groups, rest = _pair_groups(cols[c])
+        new.setdefault(c, []).extend(rest)
+        for gi, grp in enumerate(groups):
+            for j, o in enumerate(counter(0, c, f"g{gi}", grp)):
+                new.setdefault(c + j, []).append(o)
+    cols = {c: v for c, v in new.items() if v}
+    stage = 1
+    while any(len(v) > 1 for v in cols.values()):
+        cur = {c: list(v) for c, v in cols.items()}
+        new = {}
+        c, hi = min(cur), max(cur)
+        while c <= hi:
+            if len(cur.get(c, [])) < 2:
+                c += 1
+                continue
+            width = 1
+            while cur.get(c + width):
+                width += 1
+            a = [cur[c + i].pop(0) for i in range(width)]
+            b = [cur[c + i].pop(0) if cur[c + i] else None for i in range(width)]
+            cin = cur[c].pop(0) if cur[c] else None
+            for j, o in enumerate(adder(stage, c, a, b, cin)):
+                new.setdefault(c + j, []).append(o)
+        for cc, v in cur.items():
+            new.setdefault(cc, []).extend(v)
+        cols = {cc: v for cc, v in new.items() if v}
         stage += 1
     return cols
 
 
-def compress_heap(m: Module, heap: dict[int, list], name: str, final_rows: int = 2) -> Value:
+def compress_heap(m: Module, heap: dict[int, list], name: str) -> Value:
     """Sum of a heap (see the module docstring) as an unsigned value.
 
     Parameters
     ----------
     m : Module
-        Gets one :class:`CompressorStage` submodule per stage (``{name}_cstage{k}``) and the
-        final adder (combinational).
+        Gets one :class:`CompressorStage` submodule per stage (``{name}_cstage{k}``:
+        combinational).
     heap : dict
         Column -> items (plain 1-bit values or :class:`XnorPair`).
     name : str
         Prefix of the stage modules' names.
-    final_rows : int
-        Reduce until every column holds at most this many items (2 or 3), then add the rows.
     """
     stages: dict[int, CompressorStage] = {}
+    n_adders = [0]
 
-    def counter(stage, c, tag, items):
+    def stage_module(stage) -> Module:
         if stage not in stages:
             stages[stage] = CompressorStage()
             m.submodules[f"{name}_cstage{stage}"] = stages[stage]
-        return _counter(stages[stage].m, items, f"c{c}{tag}")
+        return stages[stage].m
 
-    cols = _reduce({c: list(v) for c, v in heap.items() if v}, final_rows, counter)
+    def counter(stage, c, tag, items):
+        return _counter(stage_module(stage), items, f"c{c}{tag}")
+
+    def adder(stage, c, a, b, cin):
+        sm = stage_module(stage)
+        total = (Cat(*[_bit(it) for it in a])
+                 + Cat(*[Const(0, 1) if it is None else _bit(it) for it in b]))
+        if cin is not None:
+            total = total + _bit(cin)
+        o = Signal(len(a) + 1, name=f"a{n_adders[0]}c{c}")
+        n_adders[0] += 1
+        sm.d.comb += o.eq(total)
+        return [o[j] for j in range(len(a) + 1)]
+
+    cols = _reduce({c: list(v) for c, v in heap.items() if v}, counter, adder)
     if not cols:
         return Const(0, 1)
-    top = max(cols) + 1
-    rows = []
-    for r in range(final_rows):
-        bits = [_bit(cols[c][r]) if c in cols and len(cols[c]) > r else Const(0, 1)
-                for c in range(top)]
-        rows.append(Cat(*bits))
-    total = rows[0]
-    for r in rows[1:]:
-        total = total + r
-    return total
+    return Cat(*[_bit(cols[c][0]) if c in cols else Const(0, 1)
+                 for c in range(max(cols) + 1)])
 
 
-def compressor_luts(n_terms: int, term_bits: int, final_rows: int = 2) -> int:
+def compressor_luts(n_terms: int, term_bits: int) -> int:
     """LUT6 count of :func:`compress_heap` on :func:`heap_of_terms` of ``n_terms`` terms of
-    ``term_bits`` bits: one LUT per counter output, one per XNOR pair left for the final rows,
-    one per bit and extra row of the final carry-chain adder."""
+    ``term_bits`` bits: one LUT per counter output; per adder one LUT per column where it adds
+    two items (a column with one item and the carry-in ride the carry chain), two for a
+    one-column adder with a carry-in (a full adder); one per XNOR pair that reaches an adder or
+    the result (its XNOR)."""
     luts = 0
+    pair, bit = XnorPair(None, None), Const(0, 1)      # stand-ins for the items
 
     def counter(stage, c, tag, items):
         nonlocal luts
         width = len(items).bit_length()
         luts += width
-        return [None] * width
+        return [bit] * width
 
-    pair = XnorPair(None, None)
-    cols = _reduce({j: [pair] * n_terms for j in range(term_bits) if n_terms}, final_rows,
-                   counter)
-    if not cols:
-        return 0
-    luts += sum(1 for v in cols.values() for it in v if isinstance(it, XnorPair))
-    width = max(cols) + 1
-    if max(len(v) for v in cols.values()) > 1:
-        luts += (final_rows - 1) * width
-    return luts
+    def adder(stage, c, a, b, cin):
+        nonlocal luts
+        luts += sum(isinstance(it, XnorPair) for it in a + b + [cin])
+        both = sum(it is not None for it in b)
+        luts += 2 if len(a) == 1 and cin is not None else both
+        return [bit] * (len(a) + 1)
+
+    cols = _reduce({j: [pair] * n_terms for j in range(term_bits) if n_terms}, counter, adder)
+    return luts + sum(isinstance(v[0], XnorPair) for v in cols.values())

@@ -1,4 +1,4 @@
-"""Bit-heap compressor against Python sums: plain bits, XNOR pairs, mixed columns."""
+"""Bit-heap compressor against Python sums: plain bits, XNOR pairs, mixed columns, random heaps."""
 import numpy as np
 import pytest
 from amaranth import Module, Signal
@@ -9,7 +9,7 @@ from dupnet.hw.compressor import XnorPair, compress_heap, compressor_luts, heap_
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
-def _check(heap_spec, final_rows, vectors):
+def _check(heap_spec, vectors, seed=0):
     """``heap_spec``: column -> list of "b" (plain bit) or "p" (XNOR pair); every input of the
     heap is a free signal; each vector assigns them all and the sum is compared."""
     m = Module()
@@ -27,8 +27,8 @@ def _check(heap_spec, final_rows, vectors):
                 heap.setdefault(col, []).append(XnorPair(x, w))
                 layout.append((col, [len(inputs) - 2, len(inputs) - 1], True))
     out = Signal(32)
-    m.d.comb += out.eq(compress_heap(m, heap, "t", final_rows=final_rows))
-    rng = np.random.default_rng(len(inputs) + final_rows)
+    m.d.comb += out.eq(compress_heap(m, heap, "t"))
+    rng = np.random.default_rng(len(inputs) + seed)
     vals = rng.integers(0, 2, size=(vectors, len(inputs)))
 
     def expected(v):
@@ -52,31 +52,66 @@ def _check(heap_spec, final_rows, vectors):
     assert got == [expected(v) for v in vals]
 
 
-@pytest.mark.parametrize("final_rows", [2, 3])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 13, 40])
-def test_single_column_plain_bits(n, final_rows):
-    _check({0: "b" * n}, final_rows, 64)
+def test_single_column_plain_bits(n):
+    _check({0: "b" * n}, 64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 9, 64])
+def test_single_column_xnor_pairs(n):
+    _check({0: "p" * n}, 64)
+
+
+def test_empty_heap_is_zero():
+    m = Module()
+    out = Signal(4)
+    m.d.comb += out.eq(compress_heap(m, {}, "t"))
+    m.d.comb += out.eq(compress_heap(m, {0: [], 3: []}, "u"))
+    sim = Simulator(m)
+    got = []
+
+    async def bench(ctx):
+        got.append(ctx.get(out))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [0]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_heaps_of_singles_and_pairs(seed):
+    """Random heaps: up to 8 columns (some empty), singles and XNOR pairs mixed in any order."""
+    rng = np.random.default_rng(1000 + seed)
+    spec = {}
+    for col in range(int(rng.integers(1, 9))):
+        n = int(rng.integers(0, 20))
+        if n:
+            spec[col] = "".join(rng.choice(["b", "p"], size=n))
+    _check(spec, 96, seed)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 20])
 def test_xnor_pairs_three_columns(n):
     """The MVTU's heap: n lanes of 3-bit activations, each bit XNOR'd with its weight bit."""
-    _check({0: "p" * n, 1: "p" * n, 2: "p" * n}, 2, 64)
+    _check({0: "p" * n, 1: "p" * n, 2: "p" * n}, 64)
 
 
 def test_mixed_columns_with_gaps():
-    _check({0: "pbpbb", 2: "bbbbbbbbb", 3: "p", 5: "pppbbbbb"}, 2, 128)
+    _check({0: "pbpbb", 2: "bbbbbbbbb", 3: "p", 5: "pppbbbbb"}, 128)
 
 
-def test_heap_of_terms_is_offset_form():
-    """sum(w ? v : ~v) over 3-bit terms: the complement is in the term's own width."""
+@pytest.mark.parametrize("n,t", [(5, 3), (1, 1), (1, 4), (2, 2), (7, 1), (13, 4), (64, 1),
+                                 (33, 2), (20, 3)])
+def test_heap_of_terms_is_offset_form(n, t):
+    """sum(w ? v : ~v) over t-bit terms: the complement is in the term's own width."""
     m = Module()
-    vs = [Signal(3, name=f"v{i}") for i in range(5)]
-    ws = [Signal(name=f"w{i}") for i in range(5)]
+    vs = [Signal(t, name=f"v{i}") for i in range(n)]
+    ws = [Signal(name=f"w{i}") for i in range(n)]
     out = Signal(16)
     m.d.comb += out.eq(compress_heap(m, heap_of_terms(list(zip(vs, ws))), "t"))
-    rng = np.random.default_rng(1)
-    cases = [(rng.integers(0, 8, 5), rng.integers(0, 2, 5)) for _ in range(64)]
+    rng = np.random.default_rng(n * 10 + t)
+    cases = [(rng.integers(0, 1 << t, n), rng.integers(0, 2, n)) for _ in range(64)]
+    top = (1 << t) - 1
     got = []
 
     async def bench(ctx):
@@ -88,12 +123,7 @@ def test_heap_of_terms_is_offset_form():
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
-    assert got == [sum(int(a) if b else 7 - int(a) for a, b in zip(v, w)) for v, w in cases]
-
-
-def test_final_rows_must_be_two_or_three():
-    with pytest.raises(ValueError, match="final_rows"):
-        compress_heap(Module(), {0: [Signal()]}, "t", final_rows=4)
+    assert got == [sum(int(a) if b else top - int(a) for a, b in zip(v, w)) for v, w in cases]
 
 
 def test_compressor_luts_counts_the_stage_schedule():
@@ -101,11 +131,13 @@ def test_compressor_luts_counts_the_stage_schedule():
     assert compressor_luts(1, 1) == 1            # one XNOR
     assert compressor_luts(3, 1) == 2            # one full adder on three XNOR pairs
     assert compressor_luts(0, 3) == 0
-    # 64 lanes of 3 bits: about 1.3 LUT6 per lane-bit (XNORs folded into the first stage)
+    assert compressor_luts(2, 1) == 3            # a one-column adder (1) and two XNORs
+    assert compressor_luts(4, 1) == 4            # full adder (2), then (s, c) + the 4th (XNOR, 1)
+    # 64 lanes of 3 bits: about 1.35 LUT6 per lane-bit (XNORs folded into the first stage)
     assert 1.2 <= compressor_luts(64, 3) / 192 <= 1.45
 
 
-@pytest.mark.parametrize("n,bits", [(32, 3)])
+@pytest.mark.parametrize("n,bits", [(32, 3), (64, 1)])
 def test_synthesized_compressor_matches_its_count(n, bits):
     """``synth_xilinx`` maps one counter output to one LUT6 (the stage modules are kept apart
     during LUT mapping): the measured LUTs stay within 10 % of :func:`compressor_luts`. Flattened
