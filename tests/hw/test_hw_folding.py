@@ -152,3 +152,43 @@ def test_auto_folding_every_target_folds_or_says_why(small_cfg):
 def test_auto_folding_bad_arguments(small_cfg, kw, match):
     with pytest.raises(FoldingError, match=match):
         auto_folding(small_cfg, **kw)
+
+
+def test_auto_folding_kp_policy():
+    """``kp_policy="cheapest"`` emits a row of the window per beat wherever that option has the
+    smaller LUT estimate for the same target, so the design is never larger in LUTs and meets
+    the same target; "needed" only where one position per beat cannot meet it. On
+    dupnet-tinier-yolo at 519,168 cycles/frame the policies differ (conv2-6 get KP = 3)."""
+    from dupnet.sw.config import load_config
+    cfg = load_config("dupnet-tinier-yolo")
+    target = 519_168
+    needed = auto_folding(cfg, target_cycles=target)
+    cheapest = auto_folding(cfg, target_cycles=target, kp_policy="cheapest")
+    pn, pc = pipeline_model(cfg, needed), pipeline_model(cfg, cheapest)
+    assert pn.cycles_per_frame <= target and pc.cycles_per_frame <= target
+    assert pc.lut_estimate < pn.lut_estimate
+    assert set(needed.kp) == {"conv1"}
+    assert {"conv2", "conv3", "conv4", "conv5", "conv6"} <= set(cheapest.kp)
+    with pytest.raises(FoldingError, match="kp_policy must be one of needed, cheapest, got 'x'"):
+        auto_folding(cfg, target_cycles=target, kp_policy="x")
+
+
+def test_device_fit_keeps_the_faster_kp_policy(monkeypatch):
+    """``fit_device`` runs the fastest-fitting search once per KP policy and keeps the design
+    with fewer cycles/frame (ties: fewer LUTs)."""
+    from dupnet.hw.budget import devicefit
+    from dupnet.hw.budget.devices import load_devices
+    from dupnet.sw.config import load_config
+    seen = []
+    real = devicefit._fastest
+
+    def spy(config, device, calib, margin, clock_mhz, most, kp_policy):
+        p = real(config, device, calib, margin, clock_mhz, most, kp_policy)
+        seen.append((kp_policy, p.model.cycles_per_frame, p.estimate["lut"]))
+        return p
+    monkeypatch.setattr(devicefit, "_fastest", spy)
+    cfg = load_config("dupnet-demo")
+    p = devicefit.fit_device(cfg, load_devices()["ecp5-25f"])
+    assert [s[0] for s in seen] == ["needed", "cheapest"]
+    assert (p.model.cycles_per_frame, p.estimate["lut"]) == min((c, l) for _, c, l in seen)
+    assert p.fit.fits
