@@ -232,10 +232,11 @@ def pool_model(f: FoldedPool) -> LayerModel:
     g = f.geometry
     chunk_bits = f.lanes * g.bits
     # per chunk bit: the channel-wise max (one for stride 2, two for stride 1: the horizontal
-    # max and the row max) and the write / output multiplexers (stride 1: and the input skid
-    # buffer's); the rest is the position counters and the address arithmetic
-    luts = 60 + chunk_bits * (2 if g.stride == 2 else 5)
-    ff = 60 + chunk_bits * (1 if g.stride == 2 else 3)     # stride 1: + the input skid
+    # max and the row max), the write / output / output-skid multiplexers (stride 1: and the
+    # input skid buffer's); the rest is the position counters and the address arithmetic
+    luts = 60 + chunk_bits * (3 if g.stride == 2 else 6)
+    # output and output-skid registers (stride 1: + the input skid)
+    ff = 60 + chunk_bits * (2 if g.stride == 2 else 4)
     return LayerModel(
         name=g.name, kind="maxpool", in_shape=(g.height, g.width, g.channels),
         out_shape=g.out_shape, cycles_per_frame=f.cycles_per_frame,

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -16,6 +18,12 @@ from .adapters import SkidBuffer
 from .folded import PIXEL_BUFFER, ROW_BUFFER, FoldedPool
 
 __all__ = ["MaxPool", "vmax"]
+
+
+class _OutputRegs(NamedTuple):
+    valid: Signal
+    skid_valid: Signal
+    skid: Signal
 
 
 def vmax(m, a, b, channels: int, bits: int, name: str = "vmax"):
@@ -49,7 +57,9 @@ class MaxPool(wiring.Component):
 
     Notes
     -----
-    Every memory word is one chunk, read the cycle before it is used (the address of the next
+    The output register has a skid register behind it, and the pool emits while the skid
+    register is empty: ``o.ready`` reaches only those registers (no latency, the same
+    throughput). Every memory word is one chunk, read the cycle before it is used (the address of the next
     input's word) and written back in the cycle it is used; a read port is transparent only
     where a word can be read in the cycle it is written (one chunk per pixel).
 
@@ -98,15 +108,27 @@ class MaxPool(wiring.Component):
         return wp, rp
 
     def _output(self, m):
-        o_valid = Signal()
+        """The output register and a skid register behind it. Returns the output state and
+        ``o_free`` (an emitted chunk has a place: the skid register is empty), a register, so
+        the consumer's ``o.ready`` reaches only these two registers' enables, not the pool's
+        counters and addresses."""
+        out = _OutputRegs(Signal(name="o_valid"), Signal(name="skid_valid"),
+                          Signal(self.lanes * self.bits, name="skid"))
         o_free = Signal()
-        m.d.comb += [self.o.valid.eq(o_valid), o_free.eq(~o_valid | self.o.ready)]
+        m.d.comb += [self.o.valid.eq(out.valid), o_free.eq(~out.skid_valid)]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += o_valid.eq(0)
-        return o_valid, o_free
+            m.d.sync += out.valid.eq(0)
+        with m.If(out.skid_valid & (~out.valid | self.o.ready)):
+            m.d.sync += [out.valid.eq(1), self.o.payload.eq(out.skid), out.skid_valid.eq(0)]
+        return out, o_free
 
-    def _emit(self, m, o_valid, value):
-        m.d.sync += [self.o.payload.eq(value), o_valid.eq(1)]
+    def _emit(self, m, out, value):
+        """Emit ``value`` (only while ``o_free``): to the output register when it is free or
+        being read, else to the skid register."""
+        with m.If(~out.valid | self.o.ready):
+            m.d.sync += [self.o.payload.eq(value), out.valid.eq(1)]
+        with m.Else():
+            m.d.sync += [out.skid.eq(value), out.skid_valid.eq(1)]
 
     def _position(self, m, accept):
         """Input position: chunk ``j``, column ``c``, row ``r`` and ``lin = c*chunks + j``
@@ -136,7 +158,7 @@ class MaxPool(wiring.Component):
         L, B, n = self.lanes, self.bits, self.chunks
         # one chunk per pixel: the next input reads the word this one writes
         wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=n == 1)
-        o_valid, o_free = self._output(m)
+        out, o_free = self._output(m)
         accept = Signal()
         j, c, r, lin, nxt, _ = self._position(m, accept)
         completes = Signal()
@@ -151,7 +173,7 @@ class MaxPool(wiring.Component):
         m.d.comb += [rp.addr.eq(word(nxt["c"], nxt["j"])), wp.addr.eq(word(c, j)),
                      wp.data.eq(Mux(c[0] | r[0], run, px)), wp.en.eq(accept & ~completes)]
         with m.If(accept & completes):
-            self._emit(m, o_valid, run)
+            self._emit(m, out, run)
         return m
 
     def _stride1(self, m, i):
@@ -161,7 +183,7 @@ class MaxPool(wiring.Component):
         depth = W * n
         wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=depth == 1)
         pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=n == 1)
-        o_valid, o_free = self._output(m)
+        out, o_free = self._output(m)
         accept = Signal()
         j, c, r, lin, nxt, frame_last = self._position(m, accept)
         edge, flushing = Signal(), Signal()
@@ -226,8 +248,8 @@ class MaxPool(wiring.Component):
         with m.Else():
             m.d.comb += [wp.addr.eq(rb_word(lin)), wp.en.eq(accept & ((c != 0) | (r != 0)))]
         with m.If(accept & emits):
-            self._emit(m, o_valid, vout)
+            self._emit(m, out, vout)
         with m.If(edge_step & (H > 1)):
-            self._emit(m, o_valid, vout)
+            self._emit(m, out, vout)
         with m.If(flush_step):
-            self._emit(m, o_valid, rb)
+            self._emit(m, out, rb)
