@@ -200,10 +200,23 @@ class MaxPool(wiring.Component):
         # the same cycle (the word is read the cycle before)
         emits = Signal()
         m.d.comb += emits.eq(Mux(c == 0, r >= 2, r != 0))
-        behind, wword = Signal(), Signal.like(fp)
-        m.d.comb += [wword.eq(rb_word(lin)),
-                     behind.eq(((r == 0) & (c == 0)) | (wword < fp) |
-                               ((wword == fp) & flush_step))]
+        # ``behind``: the word input ``lin`` writes is one the flush has emitted (``< fp``) or
+        # emits now (``== fp`` and a flush step). The compares are registers, loaded with the
+        # next cycle's (for both outcomes of this cycle's transfer, picked by ``accept``), so
+        # no address arithmetic lies between the pool's counters and ``i.ready``
+        behind = Signal()
+        fp_next = Signal.like(fp)
+        word_lt = Signal(name="word_lt")
+        word_eq = Signal(name="word_eq", init=int(W == 1))   # at reset: lin = fp = 0
+        lin_acc = Mux((j == n - 1) & (c == W - 1), 0, lin + 1)   # = nxt["lin"] on a transfer
+        cmp = {}
+        for key, x in (("acc", lin_acc), ("hold", lin)):
+            wx = Signal.like(fp, name=f"wword_{key}")
+            m.d.comb += wx.eq(rb_word(x))
+            cmp[key] = (wx < fp_next, wx == fp_next)
+        m.d.sync += [word_lt.eq(Mux(accept, cmp["acc"][0], cmp["hold"][0])),
+                     word_eq.eq(Mux(accept, cmp["acc"][1], cmp["hold"][1]))]
+        m.d.comb += behind.eq(((r == 0) & (c == 0)) | word_lt | (word_eq & flush_step))
         with m.If(edge):
             # the next frame's first pixel comes in beside the edge step, chunk by chunk at
             # most in step with it (chunk j writes pixbuf[j] in the cycle the edge step uses
@@ -219,7 +232,6 @@ class MaxPool(wiring.Component):
         m.d.comb += accept.eq(i.valid & i.ready)
 
         ej_next = Signal.like(ej)
-        fp_next = Signal.like(fp)
         m.d.comb += [ej_next.eq(Mux(edge_step, Mux(ej == n - 1, 0, ej + 1), ej)),
                      fp_next.eq(Mux(flush_step, Mux(fp == depth - 1, 0, fp + 1), fp))]
         edge_next = Signal()
