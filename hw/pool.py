@@ -209,9 +209,9 @@ class MaxPool(wiring.Component):
         word_lt = Signal(name="word_lt")
         word_eq = Signal(name="word_eq", init=int(W == 1))   # at reset: lin = fp = 0
         lin_acc = Mux((j == n - 1) & (c == W - 1), 0, lin + 1)   # = nxt["lin"] on a transfer
-        cmp = {}
+        cmp, wword = {}, {}
         for key, x in (("acc", lin_acc), ("hold", lin)):
-            wx = Signal.like(fp, name=f"wword_{key}")
+            wword[key] = wx = Signal.like(fp, name=f"wword_{key}")
             m.d.comb += wx.eq(rb_word(x))
             cmp[key] = (wx < fp_next, wx == fp_next)
         m.d.sync += [word_lt.eq(Mux(accept, cmp["acc"][0], cmp["hold"][0])),
@@ -246,7 +246,9 @@ class MaxPool(wiring.Component):
         with m.Elif(flush_next):
             m.d.comb += [rp.addr.eq(fp_next), prp.addr.eq(nxt["j"])]
         with m.Else():
-            m.d.comb += [rp.addr.eq(rb_word(nxt["lin"])), prp.addr.eq(nxt["j"])]
+            # rb_word(nxt["lin"]), with the arithmetic ahead of the transfer's outcome
+            m.d.comb += [rp.addr.eq(Mux(accept, wword["acc"], wword["hold"])),
+                         prp.addr.eq(nxt["j"])]
 
         px, p, rb = i.payload, prp.data, rp.data
         hmax = vmax(m, p, px, L, B, name="hmax")       # max(in(r, c-1), in(r, c))
@@ -258,7 +260,7 @@ class MaxPool(wiring.Component):
         with m.If(edge):
             m.d.comb += [wp.addr.eq((W - 1) * n + ej), wp.en.eq(edge_step)]
         with m.Else():
-            m.d.comb += [wp.addr.eq(rb_word(lin)), wp.en.eq(accept & ((c != 0) | (r != 0)))]
+            m.d.comb += [wp.addr.eq(wword["hold"]), wp.en.eq(accept & ((c != 0) | (r != 0)))]
         with m.If(accept & emits):
             self._emit(m, out, vout)
         with m.If(edge_step & (H > 1)):
