@@ -170,7 +170,14 @@ class MaxPool(wiring.Component):
             return (col >> 1) * n + chunk if n > 1 else col >> 1
         px = self.i.payload
         run = vmax(m, rp.data, px, L, B, name="run_max")
-        m.d.comb += [rp.addr.eq(word(nxt["c"], nxt["j"])), wp.addr.eq(word(c, j)),
+        # the next input's word (word(nxt c, nxt j)) for both outcomes of the transfer, picked
+        # by it: the address arithmetic does not follow the producer's valid
+        last_j = j == n - 1
+        j_acc = Mux(last_j, 0, j + 1)
+        c_acc = Mux(last_j, Mux(c == self.width - 1, 0, c + 1), c)
+        word_acc, word_hold = Signal.like(rp.addr), Signal.like(rp.addr)
+        m.d.comb += [word_acc.eq(word(c_acc, j_acc)), word_hold.eq(word(c, j))]
+        m.d.comb += [rp.addr.eq(Mux(accept, word_acc, word_hold)), wp.addr.eq(word_hold),
                      wp.data.eq(Mux(c[0] | r[0], run, px)), wp.en.eq(accept & ~completes)]
         with m.If(accept & completes):
             self._emit(m, out, run)
