@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -248,14 +248,18 @@ class MaxPool(wiring.Component):
                                        flushing | (accept & frame_last)))]
         m.d.sync += [ej.eq(ej_next), fp.eq(fp_next), edge.eq(edge_next),
                      flushing.eq(flush_next)]
-        with m.If(edge_next):
-            m.d.comb += [rp.addr.eq((W - 1) * n + ej_next), prp.addr.eq(ej_next)]
-        with m.Elif(flush_next):
-            m.d.comb += [rp.addr.eq(fp_next), prp.addr.eq(nxt["j"])]
-        with m.Else():
-            # rb_word(nxt["lin"]), with the arithmetic ahead of the transfer's outcome
-            m.d.comb += [rp.addr.eq(Mux(accept, wword["acc"], wword["hold"])),
-                         prp.addr.eq(nxt["j"])]
+        # the read addresses of the next cycle, for both outcomes of this cycle's transfer
+        # (picked by it): no address arithmetic follows the producer's valid
+        j_acc = Mux(j == n - 1, 0, j + 1)                    # = nxt["j"] on a transfer
+        addr = {}
+        for key, took in (("acc", frame_last), ("hold", Const(0))):
+            e_next = Mux(edge_step & (ej == n - 1), 0, edge | took)
+            f_next = Mux(flush_step & (fp == depth - 1), 0, flushing | took)
+            jn = j_acc if key == "acc" else j
+            addr[key] = (Mux(e_next, (W - 1) * n + ej_next, Mux(f_next, fp_next, wword[key])),
+                         Mux(e_next, ej_next, jn))
+        m.d.comb += [rp.addr.eq(Mux(accept, addr["acc"][0], addr["hold"][0])),
+                     prp.addr.eq(Mux(accept, addr["acc"][1], addr["hold"][1]))]
 
         px, p, rb = i.payload, prp.data, rp.data
         hmax = vmax(m, p, px, L, B, name="hmax")       # max(in(r, c-1), in(r, c))
