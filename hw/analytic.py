@@ -24,7 +24,7 @@ from typing import Any
 
 from dupnet.sw.config import ConvGeometry
 
-from .compressor import compressor_luts
+from .compressor import XnorPair, compressor_luts, pipeline_bits
 from .folded import DEFAULT_ARITH, FoldedConv, FoldedPool
 
 __all__ = ["LayerModel", "layer_model", "conv_model", "pool_model", "adder_tree_luts",
@@ -36,9 +36,9 @@ REFERENCE_CLOCK_HZ = 100_000_000
 # walk, :meth:`dupnet.hw.kinds.HwLayerKind.latency`): each register between a stream transfer
 # into a unit and the transfer out of it adds one cycle.
 #: register stages from an accepted MVTU input chunk to its output register (the registered
-#: chunk ``x1``, the weight words and terms, the chunk sums, the accumulator, the output
-#: register)
-PIPELINE_DEPTH = 5
+#: chunk ``x1``, the weight words and terms, the register half-way through the compressor,
+#: the chunk sums, the accumulator, the output register)
+PIPELINE_DEPTH = 6
 #: cycles from writing a pixel into the window unit's line buffer to the transfer of the first
 #: chunk that needs it: the pixel count ``avail`` is a register (the window sees the pixel a
 #: cycle after writing it), then the read data / ``o.valid`` register
@@ -193,13 +193,22 @@ def _window_mux_luts(f: FoldedConv) -> int:
     return banks + f.mvtu_lanes * bits * -(-chunks // 4)
 
 
+def _mid_register_bits(f: FoldedConv) -> int:
+    """Flip-flops of one PE's pipeline register inside the compressor (``"xnor"``), or on its
+    chunk sum (the adder-tree arithmetics)."""
+    if f.arith != "xnor":
+        return f.geometry.acc_bits
+    return pipeline_bits({j: [XnorPair(None, None)] * f.terms for j in range(f.term_bits)})
+
+
 def _conv_ffs(f: FoldedConv) -> int:
     g, acc = f.geometry, f.geometry.acc_bits
     ff = (f.mvtu_lanes * g.in_bits     # MVTU input register
           + f.pe * (acc + 1)     # S accumulators
           + f.pe * acc           # registered chunk sums
+          + f.pe * _mid_register_bits(f)     # the register half-way through the compressor
           + f.pe * f.weight_rom.width + f.terms * f.term_bits    # weight words and terms
-          + (2 * acc if f.arith != "xnor" else 0)    # T accumulator and the chunk's T
+          + (3 * acc if f.arith != "xnor" else 0)    # T accumulator and the chunk's T (x2)
           + 2 * f.pe * g.out_bits    # output and skid registers
           + f.kp * f.in_lanes * g.in_bits    # window: the words read from the line buffer
           + 120)                 # counters and valid bits

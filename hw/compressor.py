@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from amaranth import Cat, Const, Elaboratable, Module, Signal, Value
 
 __all__ = ["XnorPair", "CompressorStage", "compress_heap", "compressor_luts", "heap_of_terms",
-           "KEEP_HIERARCHY_PATTERN"]
+           "compressor_stages", "pipeline_split", "pipeline_bits", "KEEP_HIERARCHY_PATTERN"]
 
 #: Yosys module-name pattern of the compressor stages (they get ``keep_hierarchy``)
 KEEP_HIERARCHY_PATTERN = "*_cstage*"
@@ -124,7 +124,7 @@ def _pair_groups(items: list) -> tuple[list[list], list]:
     return [pairs[i:i + 3] for i in range(0, n, 3)], pairs[n:] + rest
 
 
-def _reduce(cols: dict[int, list], counter, adder) -> dict[int, list]:
+def _reduce(cols: dict[int, list], counter, adder, between=None) -> dict[int, list]:
     """The stage schedule, shared by the hardware (:func:`compress_heap`) and the LUT count
     (:func:`compressor_luts`). Returns the heap reduced to one item per column.
 
@@ -138,7 +138,11 @@ def _reduce(cols: dict[int, list], counter, adder) -> dict[int, list]:
       the lowest column up: one starts at every column holding two items or more and runs up
       through the columns holding at least one; a third item of its first column is its
       carry-in (free on the carry chain).
+
+    ``between(stage, cols)``, when given, is called after every stage with the heap it left
+    and returns the heap the next stage takes (a pipeline register, :func:`compress_heap`).
     """
+    between = between or (lambda stage, cols: cols)
     new: dict[int, list] = {}
     for c in sorted(cols):
         groups, rest = _pair_groups(cols[c])
@@ -146,7 +150,7 @@ def _reduce(cols: dict[int, list], counter, adder) -> dict[int, list]:
         for gi, grp in enumerate(groups):
             for j, o in enumerate(counter(0, c, f"g{gi}", grp)):
                 new.setdefault(c + j, []).append(o)
-    cols = {c: v for c, v in new.items() if v}
+    cols = between(0, {c: v for c, v in new.items() if v})
     stage = 1
     while any(len(v) > 1 for v in cols.values()):
         cur = {c: list(v) for c, v in cols.items()}
@@ -166,12 +170,58 @@ def _reduce(cols: dict[int, list], counter, adder) -> dict[int, list]:
                 new.setdefault(c + j, []).append(o)
         for cc, v in cur.items():
             new.setdefault(cc, []).extend(v)
-        cols = {cc: v for cc, v in new.items() if v}
+        cols = between(stage, {cc: v for cc, v in new.items() if v})
         stage += 1
     return cols
 
 
-def compress_heap(m: Module, heap: dict[int, list], name: str) -> Value:
+def _dummy(heap: dict[int, list]) -> dict[int, list]:
+    """The heap's shape only (what the stage schedule depends on)."""
+    pair = XnorPair(None, None)
+    return {c: [pair if isinstance(it, XnorPair) else None for it in v]
+            for c, v in heap.items() if v}
+
+
+def compressor_stages(heap: dict[int, list]) -> int:
+    """Stages of :func:`compress_heap` on ``heap`` (the first stage counts even when it has
+    no counter)."""
+    n = [0]
+
+    def counter(stage, c, tag, items):
+        n[0] = max(n[0], stage + 1)
+        return [None] * len(items).bit_length()
+
+    def adder(stage, c, a, b, cin):
+        n[0] = max(n[0], stage + 1)
+        return [None] * (len(a) + 1)
+
+    _reduce(_dummy(heap), counter, adder)
+    return n[0]
+
+
+def pipeline_split(heap: dict[int, list]) -> int | None:
+    """The stage after which :func:`compress_heap` registers the heap (half the stages), or
+    None: the heap takes at most one stage and its sum is registered instead."""
+    n = compressor_stages(heap)
+    return n // 2 - 1 if n >= 2 else None
+
+
+def pipeline_bits(heap: dict[int, list]) -> int:
+    """Flip-flops of the register :func:`compress_heap` puts in the middle: the items left
+    after :func:`pipeline_split`'s stage (or the sum's bits)."""
+    split, count = pipeline_split(heap), [0]
+
+    def between(stage, cols):
+        if stage == split:
+            count[0] = sum(len(v) for v in cols.values())
+        return cols
+
+    cols = _reduce(_dummy(heap), lambda st, c, t, items: [None] * len(items).bit_length(),
+                   lambda st, c, a, b, cin: [None] * (len(a) + 1), between)
+    return count[0] if split is not None else (max(cols) + 1 if cols else 1)
+
+
+def compress_heap(m: Module, heap: dict[int, list], name: str, register=None) -> Value:
     """Sum of a heap (see the module docstring) as an unsigned value.
 
     Parameters
@@ -183,6 +233,10 @@ def compress_heap(m: Module, heap: dict[int, list], name: str) -> Value:
         Column -> items (plain 1-bit values or :class:`XnorPair`).
     name : str
         Prefix of the stage modules' names.
+    register : callable or None
+        A pipeline register, ``values -> registered values``: applied to the heap after half
+        of the stages (:func:`pipeline_split`), or to the sum when there is one stage at most;
+        None: combinational.
     """
     stages: dict[int, CompressorStage] = {}
     n_adders = [0]
@@ -207,11 +261,24 @@ def compress_heap(m: Module, heap: dict[int, list], name: str) -> Value:
         sm.d.comb += o.eq(total)
         return [o[j] for j in range(len(a) + 1)]
 
-    cols = _reduce({c: list(v) for c, v in heap.items() if v}, counter, adder)
-    if not cols:
-        return Const(0, 1)
-    return Cat(*[_bit(cols[c][0]) if c in cols else Const(0, 1)
-                 for c in range(max(cols) + 1)])
+    split = pipeline_split(heap) if register is not None else None
+
+    def between(stage, cols):
+        if stage != split:
+            return cols
+        flat = [(c, it) for c in sorted(cols) for it in cols[c]]
+        regs = iter(register([_bit(it) for _, it in flat]))
+        out: dict[int, list] = {}
+        for c, _ in flat:
+            out.setdefault(c, []).append(next(regs))
+        return out
+
+    cols = _reduce({c: list(v) for c, v in heap.items() if v}, counter, adder, between)
+    total = (Cat(*[_bit(cols[c][0]) if c in cols else Const(0, 1)
+                   for c in range(max(cols) + 1)]) if cols else Const(0, 1))
+    if register is not None and split is None:
+        total = register([total])[0]
+    return total
 
 
 def compressor_luts(n_terms: int, term_bits: int) -> int:

@@ -198,8 +198,8 @@ class MVTU(wiring.Component):
         nfc, rport, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
         words, terms, pos_w = self._weight_stage(m, stall, rport, x1,
                                                  ChunkPosition(v1, first1, last1, nf1))
-        psums, pos_s = self._sum_stage(m, stall, words, terms, pos_w)
-        accs = self._accumulate(m, stall, pos_w.nf, psums, pos_s, v2)
+        psums, pos_c, pos_s = self._sum_stage(m, stall, words, terms, pos_w)
+        accs = self._accumulate(m, stall, pos_c.nf, psums, pos_s, v2)
         payload = Signal.like(self.o.payload)
         if self.g.act_bits is None:
             m.d.comb += payload.eq(self._last_layer_payload(m, stall, v2, accs))
@@ -313,14 +313,29 @@ class MVTU(wiring.Component):
         return lambda u: wbits[u // simd]
 
     def _sum_stage(self, m, stall, words, terms, pos_w):
-        """Per-PE chunk sums of the registered terms and weight words, registered with the
-        chunk's position."""
+        """Per-PE chunk sums of the registered terms and weight words, through one pipeline
+        register on the way (half-way through the compressor, or on the sum) and the chunk-sum
+        register, with the chunk's position delayed alike. Returns the sums, the position a
+        stage before them (``pos_c``) and with them (``pos_s``)."""
         arith = self.arith
         arith.shared(m, terms, stall)
-        psums = [arith.partial_sum(m, p, terms, self._weight_bit(words[p], p))
+
+        def register(p):
+            def delayed(values):
+                regs = []
+                for n, v in enumerate(values):
+                    r = Signal(v.shape(), name=f"pe{p}_mid{n}")
+                    with m.If(~stall):
+                        m.d.sync += r.eq(v)
+                    regs.append(r)
+                return regs
+            return delayed
+
+        psums = [arith.partial_sum(m, p, terms, self._weight_bit(words[p], p), register(p))
                  for p in range(self.pe)]
-        return (self._delay(m, stall, psums, "r"),
-                ChunkPosition(*self._delay(m, stall, pos_w, "s")))
+        pos_c = ChunkPosition(*self._delay(m, stall, pos_w, "c"))
+        return (self._delay(m, stall, psums, "r"), pos_c,
+                ChunkPosition(*self._delay(m, stall, pos_c, "s")))
 
     def _accumulate(self, m, stall, nf_w, psums, pos_s, v2):
         """Per-PE accumulators of the registered chunk sums; returns the values stage 4 uses.

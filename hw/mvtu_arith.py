@@ -93,11 +93,14 @@ class MvtuArithmetic:
                 [Const(0, 1)] * self.layer.pe)
 
     def shared(self, m: Module, lanes: list[Value], stall: Value) -> None:
-        """Logic of one chunk shared by every PE, registered while the pipeline advances
-        (``stall`` low) like the chunk sums (none by default)."""
+        """Logic of one chunk shared by every PE, registered twice while the pipeline advances
+        (``stall`` low), in step with the chunk sums (none by default)."""
 
-    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:
-        """The sum of one chunk for PE ``p``; ``weight_bit(u)`` is the weight of term ``u``."""
+    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit,
+                    register) -> Signal:
+        """The sum of one chunk for PE ``p``; ``weight_bit(u)`` is the weight of term ``u``;
+        ``register`` (``values -> registered values``) is the pipeline register every
+        arithmetic puts once on the way (inside the compressor, or on the sum)."""
         raise NotImplementedError
 
     def update_shared(self, m: Module, v1: Value, first1: Value) -> None:
@@ -152,10 +155,11 @@ class XnorArithmetic(MvtuArithmetic):
         m.d.comb += [krp.addr.eq(nfc if nf > 1 else 0), krp.en.eq(~stall)]
         return regs, [krp.data[p * acc_bits:(p + 1) * acc_bits].as_signed() for p in range(pe)]
 
-    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:
+    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit,
+                    register) -> Signal:
         terms = [(lanes[u], weight_bit(u)) for u in range(len(lanes))]
         psum = Signal(self.sum_bits, name=f"psum{p}")
-        m.d.comb += psum.eq(compress_heap(m, heap_of_terms(terms), f"pe{p}"))
+        m.d.comb += psum.eq(compress_heap(m, heap_of_terms(terms), f"pe{p}", register))
         return psum
 
     def stored_thresholds(self, thresholds: np.ndarray) -> tuple[np.ndarray, Shape]:
@@ -172,9 +176,10 @@ class _InputSumArithmetic(MvtuArithmetic):
     def shared(self, m: Module, lanes: list[Value], stall: Value) -> None:
         self.T = Signal(self.sum_bits, name="T")
         t_sum = adder_tree(lanes)
+        t_mid = Signal(t_sum.shape(), name="t_mid")
         self.t_chunk = Signal(t_sum.shape(), name="t_chunk")
         with m.If(~stall):
-            m.d.sync += self.t_chunk.eq(t_sum)
+            m.d.sync += [t_mid.eq(t_sum), self.t_chunk.eq(t_mid)]
 
     def update_shared(self, m: Module, v1: Value, first1: Value) -> None:
         with m.If(v1):
@@ -185,10 +190,11 @@ class GatedArithmetic(_InputSumArithmetic):
     """``acc = 2*S - T``: AND-gated inputs summed by a carry-chain adder tree per PE."""
     name = "gated"
 
-    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:
+    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit,
+                    register) -> Signal:
         gated = [Mux(weight_bit(u), lanes[u], 0) for u in range(len(lanes))]
         psum = Signal(self.sum_bits, name=f"psum{p}")
-        m.d.comb += psum.eq(adder_tree(gated))
+        m.d.comb += psum.eq(register([adder_tree(gated)])[0])
         return psum
 
     def result(self, m: Module, p: int, acc: Signal) -> Value:
@@ -206,10 +212,11 @@ class AddSubArithmetic(_InputSumArithmetic):
         return ([Signal(signed(self.g.acc_bits), name=f"acc_r{p}")
                  for p in range(self.layer.pe)], [Const(0, 1)] * self.layer.pe)
 
-    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit) -> Signal:
+    def partial_sum(self, m: Module, p: int, lanes: list[Value], weight_bit,
+                    register) -> Signal:
         terms = [Mux(weight_bit(u), lanes[u], -lanes[u]) for u in range(len(lanes))]
         psum = Signal(signed(self.g.acc_bits), name=f"psum{p}")
-        m.d.comb += psum.eq(adder_tree(terms))
+        m.d.comb += psum.eq(register([adder_tree(terms)])[0])
         return psum
 
 

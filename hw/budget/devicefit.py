@@ -61,11 +61,14 @@ class DevicePoint:
 
 
 def device_clock_mhz(device: Device, clock_mhz: float | None = None) -> float:
-    """The clock frames/s are quoted at: ``clock_mhz``, else the device file's
+    """The clock frames/s are planned and quoted at: ``clock_mhz``, else the device file's
+    ``expected_mhz`` (the place-and-route fmax measured on the generated designs), else its
     ``pnr_freq_mhz`` (the clock nextpnr aims at), else the analytic model's reference clock
     (100 MHz)."""
     if clock_mhz:
         return float(clock_mhz)
+    if device.expected_mhz > 0:
+        return float(device.expected_mhz)
     if device.pnr_freq_mhz > 0:
         return float(device.pnr_freq_mhz)
     return REFERENCE_CLOCK_HZ / 1e6

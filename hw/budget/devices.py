@@ -67,6 +67,9 @@ class Device:
     pnr: str
     pnr_args: tuple[str, ...]
     pnr_freq_mhz: float
+    #: the clock frames/s are planned at (``--device`` / ``--fps``): the place-and-route fmax
+    #: measured on the generated designs; 0: unknown (``pnr_freq_mhz`` is used)
+    expected_mhz: float = 0.0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -96,6 +99,15 @@ def _req(where: str, d: dict, key: str, typ: type | tuple[type, ...]) -> Any:
     if not isinstance(v, typ) or isinstance(v, bool):
         raise DeviceError(f"{where}: field '{key}' has the wrong type ({type(v).__name__})")
     return v
+
+
+def _clock(where: str, d: dict, key: str) -> float:
+    """An optional clock field (MHz): a number >= 0 (0 or absent: unknown)."""
+    v = d.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise DeviceError(f"{where}: field '{key}' must be a clock in MHz (a number >= 0), "
+                          f"got {v!r}")
+    return float(v)
 
 
 def load_devices(path: str | Path | None = None) -> dict[str, Device]:
@@ -145,7 +157,8 @@ def load_devices(path: str | Path | None = None) -> dict[str, Device]:
             spram_bits=int(d.get("spram_bits", 0)), io=int(d.get("io", 0)),
             synth=_req(where, d, "synth", str), pnr=pnr,
             pnr_args=tuple(str(a) for a in d.get("pnr_args", [])),
-            pnr_freq_mhz=float(d.get("pnr_freq_mhz", 0)), raw=d)
+            pnr_freq_mhz=float(d.get("pnr_freq_mhz", 0)),
+            expected_mhz=_clock(where, d, "expected_mhz"), raw=d)
     if not devices:
         raise DeviceError(f"{p}: no [devices.<name>] entry")
     return devices

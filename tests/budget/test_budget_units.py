@@ -319,3 +319,25 @@ def test_fit_memory_cost_recovers_the_rule():
     fitted = dict(base, block_cost=cost, logic_cost_ram=ram_cost)
     for l, _, _, blocks in samples:
         assert sum(p.blocks for p in place_layer_memories(l, None, dev, fitted)) == blocks
+
+
+def test_expected_clock_plans_frames_per_second(tmp_path):
+    """``expected_mhz`` (the measured fmax) is the clock the device fit plans frames/s at; a
+    ``--clock-mhz`` wins; without it, ``pnr_freq_mhz``; a bad value is refused with the file,
+    the device and the field named."""
+    import dataclasses
+
+    from dupnet.hw.budget.devicefit import device_clock_mhz
+    from dupnet.hw.budget.devices import DeviceError, _default_path
+    devs = load_devices()
+    ecp5 = devs["ecp5-25f"]
+    assert 0 < ecp5.expected_mhz < ecp5.pnr_freq_mhz
+    assert device_clock_mhz(ecp5) == ecp5.expected_mhz
+    assert device_clock_mhz(ecp5, 60) == 60.0
+    assert device_clock_mhz(dataclasses.replace(ecp5, expected_mhz=0.0)) == ecp5.pnr_freq_mhz
+    p = tmp_path / "devices.toml"
+    p.write_text(_default_path().read_text().replace("expected_mhz = 27", 'expected_mhz = "x"'))
+    with pytest.raises(DeviceError, match=r"devices.toml \[devices.ice40-up5k\]: field "
+                                          r"'expected_mhz' must be a clock in MHz \(a number "
+                                          r">= 0\), got 'x'"):
+        load_devices(p)

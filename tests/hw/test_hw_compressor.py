@@ -194,3 +194,52 @@ def test_synth_cells_rejects_an_unknown_command():
     from dupnet.hw.yosys import synth_cells
     with pytest.raises(ValueError, match="unknown synthesis command 'synth_gowin'"):
         synth_cells(_small_heap(), "heap", "synth_gowin")
+
+
+@pytest.mark.parametrize("n_terms,bits", [(1, 1), (2, 1), (64, 1), (18, 8), (27, 2)])
+def test_pipeline_register_half_way(n_terms, bits):
+    """With a ``register``, the sum of random offset-form terms comes out one clock later,
+    exact; the register sits after half of the stages (one stage at most: on the sum), and
+    holds :func:`pipeline_bits` bits."""
+    from dupnet.hw.compressor import compressor_stages, pipeline_bits, pipeline_split
+    rng = np.random.default_rng(n_terms * 10 + bits)
+    m = Module()
+    xs = [Signal(bits, name=f"x{i}") for i in range(n_terms)]
+    ws = [Signal(name=f"w{i}") for i in range(n_terms)]
+    heap = heap_of_terms(list(zip(xs, ws)))
+    regs = []
+
+    def register(values):
+        out = [Signal(v.shape(), name=f"r{len(regs) + i}") for i, v in enumerate(values)]
+        m.d.sync += [o.eq(v) for o, v in zip(out, values)]
+        regs.extend(out)
+        return out
+    out = Signal(32)
+    m.d.comb += out.eq(compress_heap(m, heap, "t", register))
+    n = compressor_stages(heap)
+    assert pipeline_split(heap) == (n // 2 - 1 if n >= 2 else None)
+    assert sum(len(r) for r in regs) == pipeline_bits(heap) > 0
+    vecs = [(rng.integers(0, 1 << bits, n_terms), rng.integers(0, 2, n_terms))
+            for _ in range(20)]
+    mask = (1 << bits) - 1
+
+    async def bench(ctx):
+        prev = None
+        for x, w in vecs:
+            for s, v in zip(xs, x):
+                ctx.set(s, int(v))
+            for s, v in zip(ws, w):
+                ctx.set(s, int(v))
+            await ctx.tick()
+            for s in xs + ws:          # new inputs: a registered sum does not see them yet
+                ctx.set(s, 0)
+            got = ctx.get(out)
+            want = sum(int(v) if wb else (~int(v)) & mask for v, wb in zip(x, w))
+            assert got == want, (got, want)
+            prev = got
+        assert prev is not None
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
