@@ -243,7 +243,8 @@ def _config_toml(d: dict[str, Any]) -> str:
 
 def device_clock(device, overrides: dict[str, float] | None = None) -> tuple[float, str]:
     """The clock (MHz) a device's frames/s are quoted at, and where it comes from:
-    ``--clock-mhz`` (per device, or ``*`` for all), else the device file's ``pnr_freq_mhz``
+    ``--clock-mhz`` (per device, or ``*`` for all), else the device file's ``expected_mhz``
+    (the place-and-route fmax measured on the generated designs), else its ``pnr_freq_mhz``
     (the clock nextpnr aims at), else the analytic model's reference clock (100 MHz, the one
     ``dupnet rtl`` quotes frames/s at)."""
     from .hw.budget.devicefit import device_clock_mhz
@@ -251,7 +252,8 @@ def device_clock(device, overrides: dict[str, float] | None = None) -> tuple[flo
     given = overrides.get(device.name, overrides.get("*"))
     if given is not None:
         return float(given), "--clock-mhz"
-    source = ("device file pnr_freq_mhz" if device.pnr_freq_mhz > 0 else
+    source = ("device file expected_mhz (measured fmax)" if device.expected_mhz > 0 else
+              "device file pnr_freq_mhz" if device.pnr_freq_mhz > 0 else
               "analytic reference clock (no pnr_freq_mhz)")
     return device_clock_mhz(device), source
 

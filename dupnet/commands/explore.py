@@ -5,8 +5,8 @@ trained in its own run folder DIR/variants/<name>/ (checkpointed every epoch, re
 exported, evaluated (AP@0.5 of the golden integer model, checked equal to PyTorch's), costed
 as `dupnet table` costs it (on-chip KiB, binary ops/frame) and, per target device, given the
 fastest folding whose calibrated analytic LUT/FF/BRAM estimate fits the device, with its
-frames/s (no synthesis; the clock is --clock-mhz, else the device file's pnr_freq_mhz, else
-100 MHz). Writes DIR/explore.json, DIR/explore.md, Pareto plots (AP vs on-chip KiB; per device
+frames/s (no synthesis; the clock is --clock-mhz, else the device file's expected_mhz, the
+measured fmax, else its pnr_freq_mhz, else 100 MHz). Writes DIR/explore.json, DIR/explore.md, Pareto plots (AP vs on-chip KiB; per device
 AP vs LUT and AP vs frames/s; Pareto-optimal points in red) and DIR/index.html.
 
 Axes: --w-dup V sets w_dup = V on the layers that duplicate weights in CONFIG (w_dup > 1),
@@ -53,7 +53,8 @@ def add_arguments(p):
                    help="training batch size (default: the recipe's)")
     p.add_argument("--clock-mhz", metavar="MHZ", default=None,
                    help="clock of the frames/s figures: MHZ for every device, or "
-                        "NAME=MHZ,... (default: the device file's pnr_freq_mhz, else 100)")
+                        "NAME=MHZ,... (default: the device file's expected_mhz, else its "
+                        "pnr_freq_mhz, else 100)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="variants trained at once, as subprocesses (default 1)")
     p.add_argument("--threads", type=int, default=None, metavar="T",
