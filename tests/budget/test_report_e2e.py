@@ -107,8 +107,6 @@ def test_spram_and_block_ram_measured_equal_the_model(tmp_path):
     """A generated network with load-time weights and two layers' weights in SPRAM (packed
     narrow words), synthesized for the iCE40 UP5K: the SB_SPRAM256KA cells and the block RAMs
     Yosys reports equal the analytic memory mapping's counts."""
-    import dataclasses
-
     from dupnet.hw.budget.report import design_input_from_generated
     from dupnet.hw.folding import Folding
     from dupnet.hw.generate import generate_verilog
