@@ -24,7 +24,7 @@ from typing import Any
 
 from dupnet.sw.config import ConvGeometry
 
-from .compressor import XnorPair, compressor_luts, pipeline_bits
+from .compressor import compressor_luts, pipeline_bits, term_heap
 from .folded import DEFAULT_ARITH, FoldedConv, FoldedPool
 
 __all__ = ["LayerModel", "layer_model", "conv_model", "pool_model", "adder_tree_luts",
@@ -198,7 +198,7 @@ def _mid_register_bits(f: FoldedConv) -> int:
     chunk sum (the adder-tree arithmetics)."""
     if f.arith != "xnor":
         return f.geometry.acc_bits
-    return pipeline_bits({j: [XnorPair(None, None)] * f.terms for j in range(f.term_bits)})
+    return pipeline_bits(term_heap(f.terms, f.term_bits))
 
 
 def _conv_ffs(f: FoldedConv) -> int:

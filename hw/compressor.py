@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from amaranth import Cat, Const, Elaboratable, Module, Signal, Value
 
 __all__ = ["XnorPair", "CompressorStage", "compress_heap", "compressor_luts", "heap_of_terms",
-           "compressor_stages", "pipeline_split", "pipeline_bits", "KEEP_HIERARCHY_PATTERN"]
+           "term_heap", "compressor_stages", "pipeline_split", "pipeline_bits",
+           "KEEP_HIERARCHY_PATTERN"]
 
 #: Yosys module-name pattern of the compressor stages (they get ``keep_hierarchy``)
 KEEP_HIERARCHY_PATTERN = "*_cstage*"
@@ -182,9 +183,9 @@ def _dummy(heap: dict[int, list]) -> dict[int, list]:
             for c, v in heap.items() if v}
 
 
-def compressor_stages(heap: dict[int, list]) -> int:
-    """Stages of :func:`compress_heap` on ``heap`` (the first stage counts even when it has
-    no counter)."""
+def _shape_run(heap: dict[int, list], between=None) -> tuple[int, dict[int, list]]:
+    """The stage schedule on the heap's shape alone (no logic): the number of stages (the
+    first counts even when it has no counter) and the reduced heap."""
     n = [0]
 
     def counter(stage, c, tag, items):
@@ -195,8 +196,21 @@ def compressor_stages(heap: dict[int, list]) -> int:
         n[0] = max(n[0], stage + 1)
         return [None] * (len(a) + 1)
 
-    _reduce(_dummy(heap), counter, adder)
-    return n[0]
+    cols = _reduce(_dummy(heap), counter, adder, between)
+    return n[0], cols
+
+
+def term_heap(n_terms: int, term_bits: int) -> dict[int, list]:
+    """The shape of :func:`heap_of_terms` on ``n_terms`` terms of ``term_bits`` bits: every
+    column an XNOR pair per term (stand-ins, for the counts)."""
+    pair = XnorPair(None, None)
+    return {j: [pair] * n_terms for j in range(term_bits) if n_terms}
+
+
+def compressor_stages(heap: dict[int, list]) -> int:
+    """Stages of :func:`compress_heap` on ``heap`` (the first stage counts even when it has
+    no counter)."""
+    return _shape_run(heap)[0]
 
 
 def pipeline_split(heap: dict[int, list]) -> int | None:
@@ -216,8 +230,7 @@ def pipeline_bits(heap: dict[int, list]) -> int:
             count[0] = sum(len(v) for v in cols.values())
         return cols
 
-    cols = _reduce(_dummy(heap), lambda st, c, t, items: [None] * len(items).bit_length(),
-                   lambda st, c, a, b, cin: [None] * (len(a) + 1), between)
+    _, cols = _shape_run(heap, between)
     return count[0] if split is not None else (max(cols) + 1 if cols else 1)
 
 
@@ -288,7 +301,7 @@ def compressor_luts(n_terms: int, term_bits: int) -> int:
     one-column adder with a carry-in (a full adder); one per XNOR pair that reaches an adder or
     the result (its XNOR)."""
     luts = 0
-    pair, bit = XnorPair(None, None), Const(0, 1)      # stand-ins for the items
+    bit = Const(0, 1)      # a stand-in for a counter's or adder's output item
 
     def counter(stage, c, tag, items):
         nonlocal luts
@@ -303,5 +316,5 @@ def compressor_luts(n_terms: int, term_bits: int) -> int:
         luts += 2 if len(a) == 1 and cin is not None else both
         return [bit] * (len(a) + 1)
 
-    cols = _reduce({j: [pair] * n_terms for j in range(term_bits) if n_terms}, counter, adder)
+    cols = _reduce(term_heap(n_terms, term_bits), counter, adder)
     return luts + sum(isinstance(v[0], XnorPair) for v in cols.values())
