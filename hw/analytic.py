@@ -201,6 +201,13 @@ def _mid_register_bits(f: FoldedConv) -> int:
     return pipeline_bits(term_heap(f.terms, f.term_bits))
 
 
+def _threshold_register_bits(f: FoldedConv) -> int:
+    """Flip-flops of the register behind a hidden layer's threshold memory (none where the
+    thresholds are constants)."""
+    t = f.threshold_rom
+    return t.width if t is not None and f.geometry.act_bits is not None else 0
+
+
 def _conv_ffs(f: FoldedConv) -> int:
     g, acc = f.geometry, f.geometry.acc_bits
     ff = (f.mvtu_lanes * g.in_bits     # MVTU input register
@@ -210,6 +217,7 @@ def _conv_ffs(f: FoldedConv) -> int:
           + f.pe * f.weight_rom.width + f.terms * f.term_bits    # weight words and terms
           + (3 * acc if f.arith != "xnor" else 0)    # T accumulator and the chunk's T (x2)
           + 2 * f.pe * g.out_bits    # output and skid registers
+          + _threshold_register_bits(f)
           + f.kp * f.in_lanes * g.in_bits    # window: the words read from the line buffer
           + 120)                 # counters and valid bits
     return ff

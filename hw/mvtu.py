@@ -204,7 +204,7 @@ class MVTU(wiring.Component):
         if self.g.act_bits is None:
             m.d.comb += payload.eq(self._last_layer_payload(m, stall, v2, accs))
         else:
-            m.d.comb += payload.eq(Cat(*self._codes(m, stall, pos_s.nf, accs)))
+            m.d.comb += payload.eq(Cat(*self._codes(m, stall, pos_c.nf, accs)))
         self._output(m, stall, v2, payload, o_valid, o_free, skid_valid)
         return m
 
@@ -362,8 +362,12 @@ class MVTU(wiring.Component):
             m.d.sync += beat.eq(Mux(is_last, 0, beat + 1))
         return Cat(*accs, is_last)
 
-    def _codes(self, m, stall, nf_s, accs):
-        """Per PE the output code: how many of its thresholds the accumulator meets."""
+    def _codes(self, m, stall, nf_c, accs):
+        """Per PE the output code: how many of its thresholds the accumulator meets. A
+        threshold memory is read with ``nf_c`` (the neuron fold a stage before the
+        accumulators) and its word registered while the pipeline advances, so the word in the
+        register is the accumulators' fold and the compares start at flip-flops, not at the
+        memory's output (the critical path of the ECP5 designs ran through it)."""
         g, pe, nf = self.g, self.pe, self.layer.nf
         nt = g.n_thresholds
         thr, tshape = self.arith.stored_thresholds(self.thresholds)
@@ -374,8 +378,11 @@ class MVTU(wiring.Component):
             # word n: lane (p, t) at [(p*nt + t)*tb +: tb] (memory_images)
             m.submodules[self.layer.threshold_rom_name] = self.threshold_mem
             trp = self.threshold_mem.read_port()
-            m.d.comb += [trp.addr.eq(nf_s if nf > 1 else 0), trp.en.eq(~stall)]
-            tvals = [[trp.data[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
+            m.d.comb += [trp.addr.eq(nf_c if nf > 1 else 0), trp.en.eq(~stall)]
+            word = Signal.like(trp.data, name="t_word")
+            with m.If(~stall):
+                m.d.sync += word.eq(trp.data)
+            tvals = [[word[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
                      for p in range(pe)]
             if tshape.signed:
                 tvals = [[v.as_signed() for v in row] for row in tvals]

@@ -132,26 +132,24 @@ class MaxPool(wiring.Component):
 
     def _position(self, m, accept):
         """Input position: chunk ``j``, column ``c``, row ``r`` and ``lin = c*chunks + j``
-        (within the row); returns the values after this cycle's transfer (``*_next``) and
-        ``frame_last`` (the current input is the frame's last)."""
+        (within the row), registers. Returns them, ``after`` (each one's value after a
+        transfer, from the registers alone: the read addresses of both outcomes of a cycle's
+        transfer are built from it) and ``frame_last`` (the current input is the frame's
+        last)."""
         H, W, n = self.height, self.width, self.chunks
         j, c, r = Signal(range(max(2, n))), Signal(range(max(2, W))), Signal(range(max(2, H)))
         lin = Signal(range(max(2, W * n)))
         last_j, last_c, last_r = j == n - 1, c == W - 1, r == H - 1
-        nxt = {k: Signal.like(v, name=f"{k}_next") for k, v in
-               (("j", j), ("c", c), ("r", r), ("lin", lin))}
-        m.d.comb += [nxt["j"].eq(j), nxt["c"].eq(c), nxt["r"].eq(r), nxt["lin"].eq(lin)]
+        after = {"j": Mux(last_j, 0, j + 1),
+                 "c": Mux(last_j, Mux(last_c, 0, c + 1), c),
+                 "r": Mux(last_j & last_c, Mux(last_r, 0, r + 1), r),
+                 "lin": Mux(last_j & last_c, 0, lin + 1)}
         with m.If(accept):
-            m.d.comb += [nxt["j"].eq(Mux(last_j, 0, j + 1)),
-                         nxt["lin"].eq(Mux(last_j & last_c, 0, lin + 1))]
-            with m.If(last_j):
-                m.d.comb += nxt["c"].eq(Mux(last_c, 0, c + 1))
-                with m.If(last_c):
-                    m.d.comb += nxt["r"].eq(Mux(last_r, 0, r + 1))
-        m.d.sync += [j.eq(nxt["j"]), c.eq(nxt["c"]), r.eq(nxt["r"]), lin.eq(nxt["lin"])]
+            m.d.sync += [j.eq(after["j"]), c.eq(after["c"]), r.eq(after["r"]),
+                         lin.eq(after["lin"])]
         frame_last = Signal()
         m.d.comb += frame_last.eq(last_j & last_c & last_r)
-        return j, c, r, lin, nxt, frame_last
+        return j, c, r, lin, after, frame_last
 
     def _stride2(self):
         m = Module()
@@ -160,7 +158,7 @@ class MaxPool(wiring.Component):
         wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=n == 1)
         out, o_free = self._output(m)
         accept = Signal()
-        j, c, r, lin, nxt, _ = self._position(m, accept)
+        j, c, r, _, after, _ = self._position(m, accept)
         completes = Signal()
         m.d.comb += [completes.eq(c[0] & r[0]),
                      self.i.ready.eq(o_free | ~completes),
@@ -170,13 +168,10 @@ class MaxPool(wiring.Component):
             return (col >> 1) * n + chunk if n > 1 else col >> 1
         px = self.i.payload
         run = vmax(m, rp.data, px, L, B, name="run_max")
-        # the next input's word (word(nxt c, nxt j)) for both outcomes of the transfer, picked
-        # by it: the address arithmetic does not follow the producer's valid
-        last_j = j == n - 1
-        j_acc = Mux(last_j, 0, j + 1)
-        c_acc = Mux(last_j, Mux(c == self.width - 1, 0, c + 1), c)
+        # the next input's word for both outcomes of this cycle's transfer, picked by it: the
+        # address arithmetic does not follow the producer's valid
         word_acc, word_hold = Signal.like(rp.addr), Signal.like(rp.addr)
-        m.d.comb += [word_acc.eq(word(c_acc, j_acc)), word_hold.eq(word(c, j))]
+        m.d.comb += [word_acc.eq(word(after["c"], after["j"])), word_hold.eq(word(c, j))]
         m.d.comb += [rp.addr.eq(Mux(accept, word_acc, word_hold)), wp.addr.eq(word_hold),
                      wp.data.eq(Mux(c[0] | r[0], run, px)), wp.en.eq(accept & ~completes)]
         with m.If(accept & completes):
@@ -192,7 +187,7 @@ class MaxPool(wiring.Component):
         pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=n == 1)
         out, o_free = self._output(m)
         accept = Signal()
-        j, c, r, lin, nxt, frame_last = self._position(m, accept)
+        j, c, r, lin, after, frame_last = self._position(m, accept)
         edge, flushing = Signal(), Signal()
         ej = Signal(range(max(2, n)))                  # edge step: chunk
         fp = Signal(range(max(2, depth)))              # flush step: row-buffer word
@@ -215,9 +210,8 @@ class MaxPool(wiring.Component):
         fp_next = Signal.like(fp)
         word_lt = Signal(name="word_lt")
         word_eq = Signal(name="word_eq", init=int(W == 1))   # at reset: lin = fp = 0
-        lin_acc = Mux((j == n - 1) & (c == W - 1), 0, lin + 1)   # = nxt["lin"] on a transfer
         cmp, wword = {}, {}
-        for key, x in (("acc", lin_acc), ("hold", lin)):
+        for key, x in (("acc", after["lin"]), ("hold", lin)):
             wword[key] = wx = Signal.like(fp, name=f"wword_{key}")
             m.d.comb += wx.eq(rb_word(x))
             cmp[key] = (wx < fp_next, wx == fp_next)
@@ -241,21 +235,19 @@ class MaxPool(wiring.Component):
         ej_next = Signal.like(ej)
         m.d.comb += [ej_next.eq(Mux(edge_step, Mux(ej == n - 1, 0, ej + 1), ej)),
                      fp_next.eq(Mux(flush_step, Mux(fp == depth - 1, 0, fp + 1), fp))]
-        edge_next = Signal()
-        flush_next = Signal()
-        m.d.comb += [edge_next.eq(Mux(edge_step & (ej == n - 1), 0, edge | (accept & frame_last))),
-                     flush_next.eq(Mux(flush_step & (fp == depth - 1), 0,
-                                       flushing | (accept & frame_last)))]
+        def edge_flush_next(took):
+            """``edge`` and ``flushing`` after this cycle, ``took``: it takes the frame's last
+            input."""
+            return (Mux(edge_step & (ej == n - 1), 0, edge | took),
+                    Mux(flush_step & (fp == depth - 1), 0, flushing | took))
+        edge_next, flush_next = edge_flush_next(accept & frame_last)
         m.d.sync += [ej.eq(ej_next), fp.eq(fp_next), edge.eq(edge_next),
                      flushing.eq(flush_next)]
         # the read addresses of the next cycle, for both outcomes of this cycle's transfer
         # (picked by it): no address arithmetic follows the producer's valid
-        j_acc = Mux(j == n - 1, 0, j + 1)                    # = nxt["j"] on a transfer
         addr = {}
-        for key, took in (("acc", frame_last), ("hold", Const(0))):
-            e_next = Mux(edge_step & (ej == n - 1), 0, edge | took)
-            f_next = Mux(flush_step & (fp == depth - 1), 0, flushing | took)
-            jn = j_acc if key == "acc" else j
+        for key, took, jn in (("acc", frame_last, after["j"]), ("hold", Const(0), j)):
+            e_next, f_next = edge_flush_next(took)
             addr[key] = (Mux(e_next, (W - 1) * n + ej_next, Mux(f_next, fp_next, wword[key])),
                          Mux(e_next, ej_next, jn))
         m.d.comb += [rp.addr.eq(Mux(accept, addr["acc"][0], addr["hold"][0])),

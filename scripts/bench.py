@@ -8,12 +8,13 @@ for a bench that failed without a ``VERDICT FAIL`` line, the last lines of its o
 traceback). Exit 1 when any bench failed: a non-zero exit status, a ``VERDICT FAIL`` line, or
 no ``VERDICT`` line at all (a bench that judged nothing has not passed).
 
-usage: .venv/bin/python scripts/bench.py [--only golden,train,hw,sim,report]
+usage: .venv/bin/python scripts/bench.py [--only golden,train,hw,sim,report,fps]
 
 Expect about two hours on 2 cores, most of it in training three networks with three seeds
 each (bench_train: nine 60-epoch runs, about 45 minutes at 2 threads; resumable, a rerun
 reuses finished runs) and synthesizing the paper-size design (bench_report; its two
-out-of-sample designs add about 10 minutes of synthesis when not cached).
+out-of-sample designs add about 10 minutes of synthesis when not cached), and bench_fps
+(the device-fitted designs placed and routed: about 20-30 minutes cold, seconds cached).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ BENCHES = {
     "hw": ["bench_hw.py"],             # elaboration time; LUTs per lane-bit vs FINN's model
     "sim": ["bench_sim.py"],           # Verilator build / frame time; cocotb vs Amaranth sim
     "report": ["bench_report.py"],     # out-of-sample analytic vs measured LUT/BRAM; time
+    "fps": ["bench_fps.py"],           # frames/s at P&R fmax of the device-fitted designs
 }
 TAIL_LINES = 8
 

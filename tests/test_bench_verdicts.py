@@ -5,6 +5,7 @@ synthesizes anything: the measuring functions are replaced by planted figures.""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -249,6 +250,52 @@ def test_report_designs_unseen():
     designs = [(r.load_config(c).name, f) for c, f in r.OOS_DESIGNS.values()]
     assert any(n not in shipped_names for n, _ in designs)
     assert any(f != r.DEFAULT_FOLDING for _, f in designs)
+
+
+# --------------------------------------------------------------------------- bench_fps
+
+def _fps_report(fps, fits=True, cycles=778752) -> dict:
+    """A planted ``dupnet report`` JSON with one target (the keys bench_fps reads)."""
+    return {"pipeline": {"cycles_per_frame": cycles},
+            "targets": [{"synth": {"resources": {"lut": 18222.0, "ff": 7457.0, "bram": 55.0,
+                                                 "spram": 0.0}},
+                         "fmax_mhz": None if fps is None else fps * cycles / 1e6, "fps": fps,
+                         "fit": {"fits": fits},
+                         "critical_path": {"summary": "conv5 (t_rom) -> conv5 (o)"}}]}
+
+
+@pytest.mark.parametrize("fps,fits,expect", [
+    (102.0, True, [True, True]), (99.9, True, [True, False]), (120.0, False, [False, True]),
+    (None, True, [True, False])])        # no fmax (placement failed): never a pass
+def test_fps_verdicts(fps, fits, expect):
+    f = load("bench_fps")
+    d = f.DESIGNS[0]
+    m = f.from_report(d.name, _fps_report(fps, fits), 1.0)
+    assert (m.cycles_per_frame, m.lut, m.bram, m.fps, m.fits) == (778752, 18222.0, 55.0, fps,
+                                                                  fits)
+    vs = f.judge(d, m)
+    assert oks(vs) == expect
+    assert "vs recorded 37.1" in vs[1].line
+    # a design without a frames/s target is judged on fitting only
+    assert oks(f.judge(f.DESIGNS[2], m)) == [fits]
+
+
+def test_fps_main(monkeypatch, tmp_path, capsys):
+    f = load("bench_fps")
+    planted = {"tinier-yolo@ecp5-25f": 102.0, "demo@ice40-up5k": 25.0, "demo@ecp5-25f": 3000.0}
+    monkeypatch.setattr(f, "measure", lambda d, work, cache, dupnet: f.from_report(
+        d.name, _fps_report(planted[d.name]), 1.0))
+    out = tmp_path / "fps.json"
+    assert f.main(["--only", "tinier-yolo@ecp5-25f", "--json", str(out)]) == 0
+    assert [r["fps"] for r in json.loads(out.read_text())] == [102.0]
+    assert f.main([]) == 1                       # the UP5K demo misses its 30 frames/s
+    assert "VERDICT FAIL fps demo@ice40-up5k frames/s" in capsys.readouterr().out
+    assert f.main(["--only", "nonsense"]) == 2
+
+    def broken(d, work, cache, dupnet):
+        raise RuntimeError("dupnet report exited 1")
+    monkeypatch.setattr(f, "measure", broken)
+    assert f.main(["--only", "demo@ecp5-25f"]) == 1
 
 
 # --------------------------------------------------------------------------- bench.py
