@@ -54,6 +54,10 @@ class MaxPool(wiring.Component):
         channel ``j*lanes + l`` at ``[l*bits +: bits]``; frames back to back.
     o : Out(stream.Signature(unsigned(lanes*bits)))
         Output chunks, the same order and packing.
+    collision : Signal
+        Simulation check: a non-transparent buffer is read at the word written in the same
+        cycle. Never 1 (tests/hw/test_hw_pool.py watches it): those buffers carry
+        ``no_rw_check``, so the read data of a collision would be undefined in block RAM.
 
     Notes
     -----
@@ -88,10 +92,15 @@ class MaxPool(wiring.Component):
         w = self.lanes * self.bits
         super().__init__({"i": In(stream.Signature(unsigned(w))),
                           "o": Out(stream.Signature(unsigned(w)))})
+        self.collision = Signal()
 
     def elaborate(self, platform):
-        if self.stride == 2:
-            return self._stride2()
+        self._collisions = []
+        m = self._stride2() if self.stride == 2 else self._stride1_with_skid()
+        m.d.comb += self.collision.eq(Cat(*self._collisions).any() if self._collisions else 0)
+        return m
+
+    def _stride1_with_skid(self):
         # the stride-1 pool's input readiness depends on its edge and flush state (counters,
         # compares); a skid buffer keeps that logic off the producer's enables
         m = Module()
@@ -101,10 +110,18 @@ class MaxPool(wiring.Component):
         return m
 
     def _ram(self, m, name, shape, transparent):
-        m.submodules[name] = mem = Memory(shape=unsigned(shape.width), depth=shape.depth,
-                                          init=[])
+        """A row or pixel buffer. Transparent where a word can be read in the cycle it is
+        written; else no read the pool uses ever hits the word written in the same cycle, so
+        the memory carries ``no_rw_check`` (Yosys then builds no read-first collision logic:
+        it was on the ECP5 design's critical path) and :attr:`collision` watches the claim in
+        simulation."""
+        mem = Memory(shape=unsigned(shape.width), depth=shape.depth, init=[],
+                     attrs={} if transparent else {"no_rw_check": 1})
+        m.submodules[name] = mem
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,) if transparent else ())
+        if not transparent:
+            self._collisions.append(wp.en & rp.en & (wp.addr == rp.addr))
         return wp, rp
 
     def _output(self, m):

@@ -22,7 +22,7 @@ from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
 __all__ = ["stream_put", "stream_get", "put_all", "get_n", "get_n_timed", "get_n_periodic",
-           "idle", "run_sim", "stream_put_stall", "stream_get_stall"]
+           "idle", "run_sim", "stream_put_stall", "stream_get_stall", "watch_flag"]
 
 
 async def idle(ctx, stall: float, rng: random.Random | None) -> None:
@@ -119,6 +119,19 @@ class _ClockedWrapper(Elaboratable):
         m.domains.sync = ClockDomain()
         m.submodules.dut = self.dut
         return m
+
+
+def watch_flag(signal, hits: list[int]) -> Callable[..., Awaitable[None]]:
+    """A background testbench that appends the cycle of every clock edge where the 1-bit
+    ``signal`` (a design's simulation check, e.g. a memory read/write collision) is high to
+    ``hits``: the test asserts ``hits`` stays empty."""
+    async def watch(ctx):
+        cycle = 0
+        async for _, _, hit in ctx.tick().sample(signal):
+            if hit:
+                hits.append(cycle)
+            cycle += 1
+    return watch
 
 
 def run_sim(dut, producers: Sequence[Callable[..., Awaitable[None]]],

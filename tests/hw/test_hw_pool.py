@@ -7,7 +7,7 @@ import pytest
 from dupnet.hw.folded import FoldedPool
 from dupnet.hw.pool import MaxPool
 from dupnet.hw.stream_layout import WordLayout, unpack_lanes
-from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, get_n_periodic, put_all, run_sim, watch_flag
 from dupnet.sw.golden import maxpool
 
 
@@ -34,7 +34,10 @@ def run_pool(h, w, c, bits, stride, frames=2, stall=0.3, seed=0, stall_out=None,
                                stall if stall_out is None else stall_out,
                                random.Random(seed + 3)))
 
-    run_sim(dut, [producer], [consumer], max_cycles=60 * len(expected) + 2000)
+    collisions = []       # a non-transparent buffer read at the word written that cycle
+    run_sim(dut, [producer, watch_flag(dut.collision, collisions)], [consumer],
+            max_cycles=60 * len(expected) + 2000)
+    assert not collisions, f"row/pixel buffer read/write collision at cycles {collisions[:5]}"
     lw = lanes or c
     for n, (a, b) in enumerate(zip(got, expected)):
         assert a == b, (f"word {n} (pixel {n * lw // c}): got {unpack_lanes(a, lw, bits)} "
@@ -100,7 +103,10 @@ def pool_throughput(h, w, c, bits, stride, frames, period, phase=0, seed=0, lane
         got.extend(payloads)
         end.append(last)
 
-    run_sim(dut, [producer], [consumer], max_cycles=period * 4 * len(expected) + 1000)
+    collisions = []
+    run_sim(dut, [producer, watch_flag(dut.collision, collisions)], [consumer],
+            max_cycles=period * 4 * len(expected) + 1000)
+    assert not collisions, f"row/pixel buffer read/write collision at cycles {collisions[:5]}"
     assert got == expected
     return end[0]
 

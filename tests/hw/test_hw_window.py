@@ -7,7 +7,7 @@ import pytest
 from dupnet.hw.folded import FoldedConv, FoldingError, window_depth
 from dupnet.hw.reference import window_chunks
 from dupnet.hw.stream_layout import WordLayout, pack_lanes, unpack_lanes
-from dupnet.hw.stream_sim import get_n, get_n_timed, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, get_n_timed, put_all, run_sim, watch_flag
 from dupnet.hw.window import WindowUnit
 
 
@@ -36,16 +36,11 @@ def run_window(h, w, c, bits, k, simd, x_dup=1, repeat=1, frames=2, stall=0.3, s
                 cycles.append(cycle)
                 got.append(payload)
 
-    async def watch_collisions(ctx):
-        """The line buffer is synthesized with no_rw_check: no used read may hit the slot
-        written in the same cycle."""
-        async for _, _, hit in ctx.tick().sample(dut.collision):
-            if hit:
-                collisions.append(len(got))
-
-    run_sim(dut, [producer, watch_collisions], [consumer],
+    # the line buffer is synthesized with no_rw_check: no used read may hit the slot written
+    # in the same cycle
+    run_sim(dut, [producer, watch_flag(dut.collision, collisions)], [consumer],
             max_cycles=20 * len(expected) + 1000)
-    assert not collisions, f"read/write collision on a used slot at beats {collisions[:5]}"
+    assert not collisions, f"read/write collision on a used slot at cycles {collisions[:5]}"
     for n, (a, b) in enumerate(zip(got, expected)):
         assert a == b, (f"beat {n}: got {unpack_lanes(a, kp * simd, bits)}, "
                         f"expected {unpack_lanes(b, kp * simd, bits)}")
