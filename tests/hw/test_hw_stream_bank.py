@@ -113,3 +113,19 @@ def test_over_subscribed_bank_refused_naming_the_streams():
         StreamBank(heavy)
     with pytest.raises(ValueError, match="rate must be in"):
         BankStream("x", 4, 4, Fraction(2))
+
+
+def test_bank_in_spram_cells_lints():
+    """Elaborated for Verilog the bank is SB_SPRAM256KA cells (one per 16K words), and the
+    Verilog passes Verilator's lint with Yosys' model of the cell."""
+    from amaranth.back import rtlil
+
+    from dupnet.hw.lint import lint_verilog
+    from dupnet.hw.spram import GENERATOR_PLATFORM
+    from dupnet.hw.yosys import rtlil_to_verilog
+    bank = StreamBank(STREAMS)
+    il = rtlil.convert(bank, name="bank", emit_src=False, platform=GENERATOR_PLATFORM)
+    verilog = rtlil_to_verilog(il)
+    assert verilog.count("  SB_SPRAM256KA ") == 1
+    r = lint_verilog(verilog, top="bank")
+    assert r.ok, r.output[-3000:]
