@@ -153,6 +153,10 @@ class FoldedConv:
         Kernel positions per beat: 1 (the window emits one position's chunk per cycle), or
         ``k`` (a whole row of the window: the chunk of each of its ``k`` positions, so the
         MVTU takes ``KP*SIMD`` lanes per cycle; the line buffer is split into ``k`` banks).
+    banked : bool
+        The weight and threshold words come as streams from a shared
+        :class:`~dupnet.hw.stream_bank.StreamBank` (the MVTU has no memory of its own: ports
+        ``w`` and ``t``); needs ``weights = "load"``, hidden layers only.
 
     Raises
     ------
@@ -167,6 +171,7 @@ class FoldedConv:
     weights: str = "rom"
     spram: bool = False
     kp: int = 1
+    banked: bool = False
 
     def __post_init__(self):
         g, where = self.geometry, self.where
@@ -196,6 +201,9 @@ class FoldedConv:
         if self.spram and self.weights != "load":
             raise FoldingError(f"{where}: weights in SPRAM need weights = \"load\" (SPRAM "
                                f"has no initial contents; the load port writes it)")
+        if self.banked and (self.weights != "load" or self.spram or g.act_bits is None):
+            raise FoldingError(f"{where}: streamed (banked) weights need weights = \"load\", "
+                               f"no SPRAM memory of the layer's own, and a hidden layer")
         object.__setattr__(self, "preadd", bool(self.preadd) and g.w_dup > 1)
 
     @property

@@ -17,6 +17,8 @@ compares with the thresholds (hidden layers) into the output register.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from typing import NamedTuple
 
 import numpy as np
@@ -128,9 +130,15 @@ class MVTU(wiring.Component):
         Hidden: ``PE*act_bits`` bits, lane ``j`` = code of channel ``nf*PE + j`` at
         ``[j*act_bits +: act_bits]``. Last layer: ``PE*acc_bits + 1`` bits, signed accumulator
         lanes, ``last`` at the MSB.
-    weight_rom : Memory
+    w, t : In(stream.Signature(...))
+        Present when ``layer.banked``: the weight memory's words in address order (a word
+        taken with each input fold's chunk, or every ``weight_rom_repeat`` chunks) and the
+        threshold memory's words (one per neuron fold, taken as its last chunk is summed), from
+        a :class:`~dupnet.hw.stream_bank.StreamBank`. The MVTU waits while a word it needs is
+        not there (no wrong word is ever used).
+    weight_rom : Memory or None
         The weight memory: one word per input fold and neuron fold, the PEs' slices side by
-        side (``layer.weight_rom`` is a slice's shape).
+        side (``layer.weight_rom`` is a slice's shape); None when banked.
     load_ports : list of (str, WritePort)
         With ``layer.weights == "load"``: each weight and threshold memory's name and write
         port, in the order of ``layer.memories`` (driven by the accelerator's
@@ -148,10 +156,12 @@ class MVTU(wiring.Component):
         self.arith = arithmetic_for(layer, neg_unique)
         images = memory_images(layer, weights, thresholds)
         self.load_ports = []
-        mems = {lm.name: self._memory(lm, images[lm.name])
-                for lm in layer.memories if lm.name in images}
-        self.weight_rom = mems[WEIGHT_ROM]
-        #: the threshold or offset memory, or None (one neuron fold, ROM weights: constants)
+        mems = {} if layer.banked else {lm.name: self._memory(lm, images[lm.name])
+                                        for lm in layer.memories if lm.name in images}
+        #: the weight memory (None when the words come from a stream bank: port ``w``)
+        self.weight_rom = mems.get(WEIGHT_ROM)
+        #: the threshold or offset memory, or None (one neuron fold, ROM weights: constants;
+        #: or the words come from a stream bank: port ``t``)
         self.threshold_mem = mems.get(layer.threshold_rom_name)
         self.arith.offset_rom = self.threshold_mem if g.act_bits is None else None
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.int64)
@@ -159,8 +169,12 @@ class MVTU(wiring.Component):
             out_w = layer.pe * g.acc_bits + (1 if frame_beats is not None else 0)
         else:
             out_w = layer.pe * g.act_bits
-        super().__init__({"i": In(stream.Signature(unsigned(layer.mvtu_lanes * g.in_bits))),
-                          "o": Out(stream.Signature(unsigned(out_w)))})
+        members = {"i": In(stream.Signature(unsigned(layer.mvtu_lanes * g.in_bits))),
+                   "o": Out(stream.Signature(unsigned(out_w)))}
+        if layer.banked:
+            members["w"] = In(stream.Signature(unsigned(layer.weight_memory.width)))
+            members["t"] = In(stream.Signature(unsigned(layer.threshold_rom.width)))
+        super().__init__(members)
 
     def _memory(self, lm, image: list[int]) -> Memory:
         """A weight / threshold memory: initialised with ``image`` (ROM weights), or empty
@@ -177,7 +191,9 @@ class MVTU(wiring.Component):
 
     @property
     def rom_bits(self) -> int:
-        """Bits of the instantiated weight ROMs."""
+        """Bits of the instantiated weight ROMs (none when the words are streamed)."""
+        if self.weight_rom is None:
+            return 0
         return self.weight_rom.depth * self.weight_rom.shape.width
 
     def elaborate(self, platform):
@@ -193,8 +209,9 @@ class MVTU(wiring.Component):
         v2 = Signal()
         skid_valid = Signal()
         o_free = Signal()
-        m.d.comb += [stall.eq(skid_valid & v2), self.o.valid.eq(o_valid),
-                     o_free.eq(~o_valid | self.o.ready), self.i.ready.eq(~stall)]
+        t_wait = Signal()       # a banked threshold word is needed and not there yet
+        m.d.comb += [stall.eq((skid_valid & v2) | t_wait), self.o.valid.eq(o_valid),
+                     o_free.eq(~o_valid | self.o.ready)]
         nfc, rport, x1, v1, first1, last1, nf1 = self._stage0(m, stall)
         words, terms, pos_w = self._weight_stage(m, stall, rport, x1,
                                                  ChunkPosition(v1, first1, last1, nf1))
@@ -204,7 +221,7 @@ class MVTU(wiring.Component):
         if self.g.act_bits is None:
             m.d.comb += payload.eq(self._last_layer_payload(m, stall, v2, accs))
         else:
-            m.d.comb += payload.eq(Cat(*self._codes(m, stall, pos_c.nf, accs)))
+            m.d.comb += payload.eq(Cat(*self._codes(m, stall, pos_c.nf, pos_s, accs, t_wait)))
         self._output(m, stall, v2, payload, o_valid, o_free, skid_valid)
         return m
 
@@ -228,21 +245,16 @@ class MVTU(wiring.Component):
         layer = self.layer
         sf, nf, rom_depth, rom_repeat = layer.sf, layer.nf, layer.weight_rom.depth, \
             layer.weight_rom_repeat
-        accept = Signal()
-        m.d.comb += accept.eq(self.i.valid & ~stall)
+        accept, offered = Signal(), Signal()
         waddr = Signal(range(max(2, rom_depth)))
         rep = Signal(range(max(2, rom_repeat)))
         sfc = Signal(range(max(2, sf)))
         nfc = Signal(range(max(2, nf)))
-        m.submodules[WEIGHT_ROM] = self.weight_rom
-        rp = self.weight_rom.read_port()
-        m.d.comb += [rp.addr.eq(waddr), rp.en.eq(~stall)]
+        rp, step = self._weight_source(m, stall, waddr, rep, accept, offered)
+        m.d.comb += accept.eq(offered & ~stall)
         with m.If(accept):
             if rom_repeat > 1:
-                m.d.sync += rep.eq(Mux(rep == rom_repeat - 1, 0, rep + 1))
-                step = rep == rom_repeat - 1
-            else:
-                step = Const(1)
+                m.d.sync += rep.eq(Mux(step, 0, rep + 1))
             with m.If(step):
                 m.d.sync += waddr.eq(Mux(waddr == rom_depth - 1, 0, waddr + 1))
             m.d.sync += sfc.eq(Mux(sfc == sf - 1, 0, sfc + 1))
@@ -253,9 +265,31 @@ class MVTU(wiring.Component):
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nfc)
         with m.If(~stall):
-            m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload), first1.eq(sfc == 0),
+            m.d.sync += [v1.eq(offered), x1.eq(self.i.payload), first1.eq(sfc == 0),
                          last1.eq(sfc == sf - 1), nf1.eq(nfc)]
         return nfc, rp, x1, v1, first1, last1, nf1
+
+    def _weight_source(self, m, stall, waddr, rep, accept, offered):
+        """The weight words: the memory's read port (address ``waddr``, data a cycle later),
+        or, banked, the ``w`` stream's word registered with the chunk (taken when the last
+        chunk that uses it is accepted; a chunk is offered only with its word there). Returns
+        the port (``.data`` a cycle after the address) and ``step`` (the chunk accepted moves
+        to the next word). Drives ``offered`` (a chunk can be taken) and ``i.ready``."""
+        rom_repeat = self.layer.weight_rom_repeat
+        step = (rep == rom_repeat - 1) if rom_repeat > 1 else Const(1)
+        if not self.layer.banked:
+            m.submodules[WEIGHT_ROM] = self.weight_rom
+            rp = self.weight_rom.read_port()
+            m.d.comb += [rp.addr.eq(waddr), rp.en.eq(~stall), offered.eq(self.i.valid),
+                         self.i.ready.eq(~stall)]
+            return rp, step
+        word = Signal.like(self.w.payload, name="w_word")
+        with m.If(~stall):
+            m.d.sync += word.eq(self.w.payload)
+        m.d.comb += [offered.eq(self.i.valid & self.w.valid),
+                     self.i.ready.eq(~stall & self.w.valid),
+                     self.w.ready.eq(accept & step)]
+        return SimpleNamespace(data=word), step
 
     def _terms(self, m, x1):
         """The chunk's terms: its lanes, or with pre-add the sums of the lanes sharing a
@@ -362,7 +396,7 @@ class MVTU(wiring.Component):
             m.d.sync += beat.eq(Mux(is_last, 0, beat + 1))
         return Cat(*accs, is_last)
 
-    def _codes(self, m, stall, nf_c, accs):
+    def _codes(self, m, stall, nf_c, pos_s, accs, t_wait):
         """Per PE the output code: how many of its thresholds the accumulator meets. A
         threshold memory is read with ``nf_c`` (the neuron fold a stage before the
         accumulators) and its word registered while the pipeline advances, so the word in the
@@ -371,8 +405,17 @@ class MVTU(wiring.Component):
         g, pe, nf = self.g, self.pe, self.layer.nf
         nt = g.n_thresholds
         thr, tshape = self.arith.stored_thresholds(self.thresholds)
-        tb = tshape.width
-        if self.threshold_mem is None:
+        if self.layer.banked:
+            # the ``t`` stream's word, taken as the fold's last chunk sum is accumulated (the
+            # pipeline waits there while it is not there yet)
+            word = Signal.like(self.t.payload, name="t_word")
+            need = pos_s.valid & pos_s.last
+            m.d.comb += [t_wait.eq(need & ~self.t.valid),
+                         self.t.ready.eq(need & ~stall)]
+            with m.If(need & ~stall):
+                m.d.sync += word.eq(self.t.payload)
+            tvals = self._lanes_of(word, tshape)
+        elif self.threshold_mem is None:
             tvals = [[Const(int(thr[p, t]), tshape) for t in range(nt)] for p in range(pe)]
         else:
             # word n: lane (p, t) at [(p*nt + t)*tb +: tb] (memory_images)
@@ -382,10 +425,7 @@ class MVTU(wiring.Component):
             word = Signal.like(trp.data, name="t_word")
             with m.If(~stall):
                 m.d.sync += word.eq(trp.data)
-            tvals = [[word[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
-                     for p in range(pe)]
-            if tshape.signed:
-                tvals = [[v.as_signed() for v in row] for row in tvals]
+            tvals = self._lanes_of(word, tshape)
         codes = []
         for p in range(pe):
             code = Signal(g.act_bits, name=f"code{p}")
@@ -393,6 +433,16 @@ class MVTU(wiring.Component):
                                             for t in range(nt)]))
             codes.append(code)
         return codes
+
+    def _lanes_of(self, word, tshape):
+        """The thresholds of a threshold-memory word: lane ``(p, t)`` at ``[(p*nt + t)*tb +:
+        tb]`` (:func:`memory_images`), per PE."""
+        nt, tb = self.g.n_thresholds, tshape.width
+        tvals = [[word[(p * nt + t) * tb:(p * nt + t + 1) * tb] for t in range(nt)]
+                 for p in range(self.pe)]
+        if tshape.signed:
+            tvals = [[v.as_signed() for v in row] for row in tvals]
+        return tvals
 
     @staticmethod
     def _meets(acc, threshold, tshape):

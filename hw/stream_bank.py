@@ -30,9 +30,11 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .adapters import Gather
+from .folded import FoldedConv
 from .spram import SPRAM_WIDTH, SpramMemory, spram_packing
 
-__all__ = ["BankStream", "StreamBank", "slot_table", "BANK_SLOTS", "BANK_FIFO_DEPTH"]
+__all__ = ["BankStream", "StreamBank", "slot_table", "layer_streams", "BANK_SLOTS",
+           "BANK_FIFO_DEPTH"]
 
 #: length of the slot table (reads per round)
 BANK_SLOTS = 32
@@ -78,6 +80,17 @@ class BankStream:
         depth`` (a stream whose depth is not a multiple of the packing reads a part-filled
         SPRAM word once per pass)."""
         return Fraction(self.rate) * self.length / self.depth
+
+
+def layer_streams(layer: FoldedConv) -> list[BankStream]:
+    """The streams of a banked conv layer (``layer.banked``), its ports ``w`` and ``t``: the
+    weight memory, a word per input fold at most (one per ``weight_rom_repeat`` folds), and
+    the threshold memory, a word per neuron fold (every ``sf`` cycles at most)."""
+    w, t, name = layer.weight_memory, layer.threshold_rom, layer.geometry.name
+    return [BankStream(f"{name}.w_rom", w.depth, w.width,
+                       Fraction(1, layer.weight_rom_repeat)),
+            BankStream(f"{name}.{layer.threshold_rom_name}", t.depth, t.width,
+                       Fraction(1, layer.sf))]
 
 
 def slot_table(streams: Sequence[BankStream], slots: int = BANK_SLOTS) -> list[int | None]:

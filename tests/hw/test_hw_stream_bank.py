@@ -1,12 +1,23 @@
 """StreamBank: several memories in one SPRAM bank, each read cyclically as a stream; every
 word compared, and no stream ever empty when its consumer takes words at its peak rate."""
+import dataclasses
 import random
 from fractions import Fraction
 
+import numpy as np
 import pytest
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 
-from dupnet.hw.stream_bank import BANK_SLOTS, BankStream, StreamBank, slot_table
-from dupnet.hw.stream_sim import run_sim
+from dupnet.hw.folded import FoldedConv, FoldingError
+from dupnet.hw.mvtu import MVTU, memory_images
+from dupnet.hw.reference import window_chunks
+from dupnet.hw.stream_bank import BANK_SLOTS, BankStream, StreamBank, layer_streams, slot_table
+from dupnet.hw.stream_layout import pack_lanes
+from dupnet.hw.stream_sim import get_n_timed, put_all, run_sim
+from dupnet.sw.config import ConvGeometry
+from dupnet.sw.golden import conv_acc, threshold
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -129,3 +140,94 @@ def test_bank_in_spram_cells_lints():
     assert verilog.count("  SB_SPRAM256KA ") == 1
     r = lint_verilog(verilog, top="bank")
     assert r.ok, r.output[-3000:]
+
+
+# --------------------------------------------------------------------------- a banked MVTU
+
+class BankedMvtu(wiring.Component):
+    """An MVTU whose weight and threshold words come from a StreamBank (test harness): the
+    MVTU's ``i`` and ``o``, the bank's write port and ``run``."""
+
+    def __init__(self, mvtu, bank):
+        self.mvtu, self.bank = mvtu, bank
+        super().__init__({"i": In(stream.Signature(len(mvtu.i.payload))),
+                          "o": Out(stream.Signature(len(mvtu.o.payload))),
+                          "run": In(1), "w_addr": In(range(max(2, bank.words))),
+                          "w_data": In(16), "w_en": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mvtu, m.submodules.bank = self.mvtu, self.bank
+        wiring.connect(m, wiring.flipped(self.i), self.mvtu.i)
+        wiring.connect(m, self.mvtu.o, wiring.flipped(self.o))
+        wiring.connect(m, self.bank.o0, self.mvtu.w)
+        wiring.connect(m, self.bank.o1, self.mvtu.t)
+        m.d.comb += [self.bank.run.eq(self.run), self.bank.w_addr.eq(self.w_addr),
+                     self.bank.w_data.eq(self.w_data), self.bank.w_en.eq(self.w_en)]
+        return m
+
+
+def run_banked_mvtu(banked, frames=3, stall=0.0, seed=1):
+    """dupnet-demo-like conv (w_dup 4, PE 1, SIMD 4: one-bit weight words) as a ROM MVTU or
+    fed by a bank; returns the outputs and their cycles (all checked against numpy)."""
+    g = ConvGeometry(index=0, name="convb", k=3, height=3, width=4, in_channels=8,
+                     out_channels=4, w_dup=4, x_dup=1, in_bits=2, act_bits=2, is_last=False)
+    layer = FoldedConv(g, 1, 4, weights="load" if banked else "rom", banked=banked)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 4, size=(frames, g.height, g.width, g.in_channels))
+    weights = rng.choice(np.array([-1, 1], dtype=np.int8),
+                         size=(g.out_channels, g.k, g.k, g.c_unique))
+    acc = conv_acc(x, weights, g)
+    thr = np.sort(rng.choice(acc.reshape(-1), size=(g.out_channels, g.n_thresholds)), axis=1)
+    want = [pack_lanes(row, 2) for row in threshold(acc, thr).reshape(-1, 1)]
+    mvtu = MVTU(layer, weights, thr)
+    if banked:
+        streams = layer_streams(layer)
+        bank = StreamBank(streams)
+        images = memory_images(layer, weights, thr)
+        image = bank.image([images["w_rom"], images[layer.threshold_rom_name]])
+        dut = BankedMvtu(mvtu, bank)
+    else:
+        dut, image = mvtu, []
+    ins = [pack_lanes(row, 2) for img in x for row in window_chunks(img, 3, 4, 1, layer.nf)]
+    timed = []
+
+    async def producer(ctx):
+        for addr, word in enumerate(image):
+            ctx.set(dut.w_addr, addr)
+            ctx.set(dut.w_data, word)
+            ctx.set(dut.w_en, 1)
+            await ctx.tick()
+        if banked:
+            ctx.set(dut.w_en, 0)
+            ctx.set(dut.run, 1)
+            await ctx.tick().repeat(40)           # the FIFOs fill
+        await put_all(ctx, dut.i, ins, stall, random.Random(seed))
+
+    async def consumer(ctx):
+        timed.extend(await get_n_timed(ctx, dut.o, len(want)))
+
+    run_sim(dut, [producer], [consumer], max_cycles=40 * len(ins) + 2000)
+    got = [p for _, p in timed]
+    assert got == want, f"first difference at beat {next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)}"
+    return [c for c, _ in timed]
+
+
+def test_banked_mvtu_bit_exact_and_as_fast_as_its_rom_twin():
+    """Fed by a bank at its peak rates, the MVTU gives the ROM MVTU's outputs at the same
+    intervals (no cycle lost waiting for a weight or threshold word)."""
+    rom = run_banked_mvtu(False)
+    banked = run_banked_mvtu(True)
+    steps = lambda cs: [b - a for a, b in zip(cs, cs[1:])]
+    assert steps(banked) == steps(rom)
+    run_banked_mvtu(True, stall=0.4, seed=2)          # random stalls: still every word
+
+
+def test_banked_layer_refused_without_load_or_on_the_last_layer():
+    g = ConvGeometry(index=3, name="conv4", k=3, height=3, width=4, in_channels=8,
+                     out_channels=4, w_dup=4, x_dup=1, in_bits=2, act_bits=None, is_last=True)
+    with pytest.raises(FoldingError, match=r"layer 3 \(conv4\): streamed \(banked\) weights"):
+        FoldedConv(g, 1, 4, weights="load", banked=True)
+    hidden = dataclasses.replace(g, act_bits=2, is_last=False)
+    with pytest.raises(FoldingError, match="need weights = \"load\""):
+        FoldedConv(hidden, 1, 4, banked=True)
