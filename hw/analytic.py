@@ -138,6 +138,7 @@ class LayerModel:
     stride: int | None = None
     weights: str | None = None     # conv: "rom" or "load" (dupnet.hw.folded.WEIGHT_SOURCES)
     spram: bool | None = None      # conv: its weight memories are SPRAM blocks
+    bank: bool | None = None       # conv: its weight and threshold words come from the bank
 
     @property
     def in_pixels(self) -> int:
@@ -201,6 +202,12 @@ def _mid_register_bits(f: FoldedConv) -> int:
     return pipeline_bits(term_heap(f.terms, f.term_bits))
 
 
+#: a banked layer's share of the stream bank, per stream (its FIFO of four 16-bit words, its
+#: read pointer, slot compare and word unpacking); estimated, not yet calibrated
+BANK_STREAM_LUTS = 60
+BANK_STREAM_FFS = 100
+
+
 def _threshold_register_bits(f: FoldedConv) -> int:
     """Flip-flops of the register behind a hidden layer's threshold memory (none where the
     thresholds are constants)."""
@@ -218,6 +225,7 @@ def _conv_ffs(f: FoldedConv) -> int:
           + (3 * acc if f.arith != "xnor" else 0)    # T accumulator and the chunk's T (x2)
           + 2 * f.pe * g.out_bits    # output and skid registers
           + _threshold_register_bits(f)
+          + (BANK_STREAM_FFS * 2 if f.banked else 0)     # its two streams in the bank
           + f.kp * f.in_lanes * g.in_bits    # window: the words read from the line buffer
           + 120)                 # counters and valid bits
     return ff
@@ -228,7 +236,7 @@ def conv_model(f: FoldedConv) -> LayerModel:
     g = f.geometry
     mux = _window_mux_luts(f)
     window_ctrl = 80 + 2 * max(1, f.line_buffer.depth.bit_length()) * f.kp
-    luts = _mvtu_luts(f) + mux + window_ctrl + 40
+    luts = _mvtu_luts(f) + mux + window_ctrl + 40 + (BANK_STREAM_LUTS * 2 if f.banked else 0)
     # threshold ROM (hidden layers) or, xnor last layer, the per-neuron offset ROM (-K)
     thr_rom = f.threshold_rom
     return LayerModel(
@@ -241,7 +249,7 @@ def conv_model(f: FoldedConv) -> LayerModel:
         in_lanes=f.in_lanes, out_lanes=f.out_lanes,
         k=g.k, w_dup=g.w_dup, x_dup=g.x_dup, in_bits=g.in_bits, out_bits=g.out_bits,
         acc_bits=g.acc_bits, is_last=g.is_last, preadd=f.preadd, arith=f.arith,
-        weights=f.weights, spram=f.spram or None)
+        weights=f.weights, spram=f.spram or None, bank=f.banked or None)
 
 
 def pool_model(f: FoldedPool) -> LayerModel:

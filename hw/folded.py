@@ -85,6 +85,7 @@ class LayerMemory:
     rom: bool
     loaded: bool = False
     spram: bool = False       # built from SPRAM blocks (the budget counts them as SPRAM)
+    banked: bool = False      # held in the shared stream bank (its SPRAM words)
 
     @property
     def bits(self) -> int:
@@ -373,12 +374,13 @@ class FoldedConv:
     def memories(self) -> list[LayerMemory]:
         """Every memory of the layer: the weight memory, the threshold (or offset) ROM when
         there is one (with ``weights = "load"``: written through the load port, in this
-        order), the line buffer."""
+        order; ``banked``: held in the shared stream bank), the line buffer."""
         w, rom = self.weight_memory, self.weights == "rom"
-        out = [LayerMemory(WEIGHT_ROM, w.depth, w.width, rom, not rom, self.spram)]
+        out = [LayerMemory(WEIGHT_ROM, w.depth, w.width, rom, not rom, self.spram, self.banked)]
         t = self.threshold_rom
         if t is not None:
-            out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, rom, not rom))
+            out.append(LayerMemory(self.threshold_rom_name, t.depth, t.width, rom, not rom,
+                                   banked=self.banked))
         lb = self.line_buffer
         out += [LayerMemory(name, lb.depth, lb.width, False) for name in self.line_buffer_names]
         return out

@@ -8,6 +8,8 @@ top-level ``preadd`` and ``arith`` fields::
     arith = "xnor"      # MVTU datapath: "xnor" (default), "gated" or "addsub"
     weights = "rom"     # "rom" (default): initialised memories; "load": the load port
     spram = ["conv6"]   # optional, with weights = "load": these layers' weights in SPRAM
+    bank = ["conv4", "conv5"]   # optional, with weights = "load": these layers' weight and
+                        # threshold words streamed from one shared SPRAM bank
     [conv1]
     pe = 8
     simd = 6
@@ -47,7 +49,9 @@ class Folding:
     weights and thresholds come from (:data:`dupnet.hw.folded.WEIGHT_SOURCES`); ``spram``:
     the conv layers whose weight memories are iCE40 SPRAM blocks (with ``weights = "load"``);
     ``kp``: conv layer name -> kernel positions per beat, for the layers where it is not 1
-    (:class:`~dupnet.hw.folded.FoldedConv`)."""
+    (:class:`~dupnet.hw.folded.FoldedConv`); ``bank``: the hidden conv layers whose weight
+    and threshold words are streamed from one shared SPRAM bank (with ``weights = "load"``;
+    :mod:`dupnet.hw.stream_bank`)."""
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     preadd: bool = True
     arith: str = DEFAULT_ARITH
@@ -55,6 +59,7 @@ class Folding:
     weights: str = "rom"
     spram: tuple[str, ...] = ()
     kp: dict[str, int] = field(default_factory=dict)
+    bank: tuple[str, ...] = ()
 
     def kernel_positions(self, name: str) -> int:
         """Kernel positions per beat of conv layer ``name`` (1 unless set)."""
@@ -77,6 +82,8 @@ class Folding:
                              "weights": self.weights}
         if self.spram:
             d["spram"] = list(self.spram)
+        if self.bank:
+            d["bank"] = list(self.bank)
         for name, (pe, simd) in self.layers.items():
             d[name] = {"pe": pe, "simd": simd}
             if self.kernel_positions(name) != 1:
@@ -89,8 +96,9 @@ class Folding:
         lines = ["# DupNet folding: (PE, SIMD) per conv layer (docs/hardware.md)",
                  f"preadd = {'true' if self.preadd else 'false'}", f'arith = "{self.arith}"',
                  f'weights = "{self.weights}"']
-        if self.spram:
-            lines.append("spram = [" + ", ".join(f'"{n}"' for n in self.spram) + "]")
+        for key, names in (("spram", self.spram), ("bank", self.bank)):
+            if names:
+                lines.append(f"{key} = [" + ", ".join(f'"{n}"' for n in names) + "]")
         lines.append("")
         for name, (pe, simd) in self.layers.items():
             kp = [f"kp = {self.kernel_positions(name)}"] if self.kernel_positions(name) != 1 \
@@ -118,15 +126,12 @@ def _parse(data: Any, where: str) -> Folding:
     if weights not in WEIGHT_SOURCES:
         raise FoldingError(f"{where}: field 'weights' must be one of "
                            f"{', '.join(map(repr, WEIGHT_SOURCES))}, got {weights!r}")
-    spram = data.get("spram", [])
-    if not isinstance(spram, list) or not all(isinstance(n, str) for n in spram):
-        raise FoldingError(f"{where}: field 'spram' must be a list of conv layer names, got "
-                           f"{spram!r}")
+    spram, bank = (_names(data, key, where) for key in ("spram", "bank"))
     layers: dict[str, tuple[int, int]] = {}
     pools: dict[str, int] = {}
     kps: dict[str, int] = {}
     for name, entry in data.items():
-        if name in ("preadd", "arith", "weights", "spram"):
+        if name in ("preadd", "arith", "weights", "spram", "bank"):
             continue
         lw = f"{where}: layer {name!r}"
         if not isinstance(entry, dict):
@@ -154,7 +159,16 @@ def _parse(data: Any, where: str) -> Folding:
             if len(vals) > 2 and vals[2] != 1:
                 kps[name] = vals[2]
     return Folding(layers, preadd=preadd, arith=arith, pools=pools, weights=weights,
-                   spram=tuple(spram), kp=kps)
+                   spram=tuple(spram), kp=kps, bank=tuple(bank))
+
+
+def _names(data: dict, key: str, where: str) -> list[str]:
+    """A top-level list of conv layer names (``spram``, ``bank``)."""
+    names = data.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise FoldingError(f"{where}: field '{key}' must be a list of conv layer names, got "
+                           f"{names!r}")
+    return names
 
 
 def load_folding(path: str | Path, config: NetworkConfig | None = None) -> Folding:
@@ -188,11 +202,12 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
     if unknown:
         raise FoldingError(f"{where}: unknown layer(s) {', '.join(map(repr, unknown))}; the "
                            f"conv layers of {config.name!r} are {', '.join(g.name for g in geoms)}")
-    unknown = sorted(set(folding.spram) - names)
-    if unknown:
-        raise FoldingError(f"{where}: field 'spram' names unknown conv layer(s) "
-                           f"{', '.join(map(repr, unknown))}; the conv layers of "
-                           f"{config.name!r} are {', '.join(g.name for g in geoms)}")
+    for key in ("spram", "bank"):
+        unknown = sorted(set(getattr(folding, key)) - names)
+        if unknown:
+            raise FoldingError(f"{where}: field '{key}' names unknown conv layer(s) "
+                               f"{', '.join(map(repr, unknown))}; the conv layers of "
+                               f"{config.name!r} are {', '.join(g.name for g in geoms)}")
     others = [g.name for g in network_geometry(config) if g.name not in names]
     unknown = sorted(set(folding.pools) - set(others))
     if unknown:
@@ -207,9 +222,23 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
         try:
             FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
                        weights=folding.weights, spram=g.name in folding.spram,
-                       kp=folding.kernel_positions(g.name))
+                       kp=folding.kernel_positions(g.name), banked=g.name in folding.bank)
         except FoldingError as e:
             raise FoldingError(f"{where}: {e}") from None
+    _check_bank(config, folding, where)
+
+
+def _check_bank(config: NetworkConfig, folding: Folding, where: str) -> None:
+    """The streams of the banked layers fit one bank's read port (:func:`~dupnet.hw.
+    stream_bank.slot_table`)."""
+    if not folding.bank:
+        return
+    from .kinds import fold_network
+    from .stream_bank import bank_streams, slot_table
+    try:
+        slot_table(bank_streams(fold_network(config, folding)))
+    except ValueError as e:
+        raise FoldingError(f"{where}: field 'bank': {e}") from None
 
 
 def check_pixels_per_beat(config: NetworkConfig, pixels_per_beat: Any) -> None:

@@ -47,12 +47,15 @@ class LayerEngine:
     ``i -> o`` in order; ``output`` is the index of the stage whose ``o`` is the layer's output
     stream as the probes show it; ``rom_bits`` the weight ROM bits it instantiates;
     ``load_ports`` the write ports of its memories that the load port fills
-    (:mod:`dupnet.hw.loader`)."""
+    (:mod:`dupnet.hw.loader`); ``bank_ports`` the input streams the stream bank feeds, in the
+    order of its streams (:func:`dupnet.hw.stream_bank.layer_streams`)."""
     stages: list[tuple[str, Any]]
     output: int
     rom_bits: int = 0
     #: (memory name, write port) of the memories the load port writes, in load order
     load_ports: list = field(default_factory=list)
+    #: the stream bank's streams into the layer (a banked conv's MVTU ports ``w``, ``t``)
+    bank_ports: list = field(default_factory=list)
 
 
 class HwLayerKind:
@@ -116,7 +119,7 @@ class ConvKind(HwLayerKind):
         pe, simd = folding[g.name]
         return FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
                           weights=folding.weights, spram=g.name in folding.spram,
-                          kp=folding.kernel_positions(g.name))
+                          kp=folding.kernel_positions(g.name), banked=g.name in folding.bank)
 
     def model(self, folded: FoldedConv) -> LayerModel:
         return conv_model(folded)
@@ -126,7 +129,8 @@ class ConvKind(HwLayerKind):
         mvtu = MVTU(folded, params.weights, params.thresholds,
                     frame_beats=folded.output_beats_per_frame if g.is_last else None)
         stages = [("window", WindowUnit(folded)), ("mvtu", mvtu)]
-        return LayerEngine(stages, output=1, rom_bits=mvtu.rom_bits, load_ports=mvtu.load_ports)
+        return LayerEngine(stages, output=1, rom_bits=mvtu.rom_bits, load_ports=mvtu.load_ports,
+                           bank_ports=[mvtu.w, mvtu.t] if folded.banked else [])
 
     def output_layout(self, folded: FoldedConv) -> WordLayout:
         g = folded.geometry

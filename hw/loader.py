@@ -10,7 +10,8 @@ same config and folding is run by loading its image.
 The load image is a sequence of ``LOAD_WORD_BITS``-bit words: for every conv layer in pipeline
 order, every weight and threshold memory in the order of ``FoldedConv.memories`` (``w_rom``, the
 PEs' weight words side by side, then ``t_rom`` or ``k_rom``), every memory word from address 0
-up. A memory
+up; the memories of banked layers (``Folding.bank``) are not among them but form the last
+segment, the stream bank's 16-bit words (:func:`~dupnet.hw.stream_bank.bank_image`). A memory
 word wider than a load word is split into ``ceil(width / LOAD_WORD_BITS)`` load words, least
 significant first (the last one zero-padded); a narrower one shares a load word with the next
 ``LOAD_WORD_BITS // width - 1`` words of the same memory, the first in the least significant
@@ -30,7 +31,8 @@ from dupnet.sw.artifact import Artifact
 
 from .folding import Folding
 from .kinds import fold_network, hw_kind
-from .spram import spram_shape
+from .spram import SPRAM_WIDTH, spram_shape
+from .stream_bank import BANK_SEGMENT, bank_image, bank_streams
 from .stream_layout import pack_lanes, unpack_lanes
 
 __all__ = ["LOAD_WORD_BITS", "LoadSegment", "load_segments", "load_image", "write_load_image",
@@ -68,11 +70,17 @@ class LoadSegment:
 
 def load_segments(config, folding: Folding) -> list[LoadSegment]:
     """The memories of the load image, in load order (the weight and threshold memories of
-    each layer, :attr:`FoldedConv.memories` order); empty unless ``folding.weights == "load"``."""
+    each layer, :attr:`FoldedConv.memories` order, then the stream bank's 16-bit words when
+    layers are banked); empty unless ``folding.weights == "load"``."""
     if folding.weights != "load":
         return []
-    return [_segment(f.geometry.name, lm)
-            for f in fold_network(config, folding) for lm in f.memories if lm.loaded]
+    layers = fold_network(config, folding)
+    segs = [_segment(f.geometry.name, lm)
+            for f in layers for lm in f.memories if lm.loaded and not lm.banked]
+    streams = bank_streams(layers)
+    if streams:
+        segs.append(LoadSegment(*BANK_SEGMENT, sum(s.length for s in streams), SPRAM_WIDTH))
+    return segs
 
 
 def _segment(layer: str, lm) -> LoadSegment:
@@ -88,11 +96,15 @@ def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment],
     """The segments and the load words of ``artifact`` at ``folding`` (``weights = "load"``)."""
     from .mvtu import memory_images
     segments = load_segments(artifact.config, folding)
-    images = {}
+    images: dict[str, dict[str, list[int]]] = {}
     for f in fold_network(artifact.config, folding):
         params = artifact.layers.get(f.geometry.index)
         if hw_kind(f.geometry).foldable and params is not None:
             images[f.geometry.name] = memory_images(f, params.weights, params.thresholds)
+    layers = fold_network(artifact.config, folding)
+    images[BANK_SEGMENT[0]] = {BANK_SEGMENT[1]: bank_image(
+        bank_streams(layers), [images[f.geometry.name][lm.name] for f in layers
+                               for lm in f.memories if lm.banked])}
     words: list[int] = []
     for seg in segments:
         # the written words (an SPRAM memory's packed words), then the load words: several

@@ -26,7 +26,7 @@ from amaranth import Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mu
     unsigned
 from amaranth.lib.memory import Memory
 
-__all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_CELL", "SpramMemory", "spram_blocks",
+__all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_CELL", "SpramMemory", "spram_blocks", "bank_words",
            "spram_packing", "spram_shape",
            "GENERATOR_PLATFORM", "spram_sim_model", "with_cell_models"]
 
@@ -49,6 +49,14 @@ def spram_shape(depth: int, width: int) -> tuple[int, int]:
     bits), wider ones as they are. The write port (the loader's) takes words of this shape."""
     n = spram_packing(width)
     return -(-depth // n), n * width
+
+
+def bank_words(depth: int, width: int) -> int:
+    """SPRAM words of a ``depth x width`` memory in a stream bank
+    (:mod:`dupnet.hw.stream_bank`): narrow words packed ``spram_packing(width)`` to an SPRAM
+    word, a wider one over ``ceil(width/16)`` consecutive SPRAM words."""
+    parts = -(-width // SPRAM_WIDTH)
+    return -(-depth // spram_packing(width)) * parts
 
 
 def spram_blocks(depth: int, width: int) -> int:

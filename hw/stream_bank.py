@@ -31,10 +31,13 @@ from amaranth.lib.wiring import In, Out
 
 from .adapters import Gather
 from .folded import FoldedConv
-from .spram import SPRAM_WIDTH, SpramMemory, spram_packing
+from .spram import SPRAM_WIDTH, SpramMemory, bank_words, spram_packing
 
-__all__ = ["BankStream", "StreamBank", "slot_table", "layer_streams", "BANK_SLOTS",
-           "BANK_FIFO_DEPTH"]
+__all__ = ["BankStream", "StreamBank", "slot_table", "layer_streams", "bank_streams",
+           "bank_image", "BANK_SLOTS", "BANK_FIFO_DEPTH", "BANK_SEGMENT"]
+
+#: the load image's segment of the bank (its layer and memory names)
+BANK_SEGMENT = ("bank", "stream_bank")
 
 #: length of the slot table (reads per round)
 BANK_SLOTS = 32
@@ -71,8 +74,8 @@ class BankStream:
 
     @property
     def length(self) -> int:
-        """SPRAM words the stream occupies."""
-        return -(-self.depth // self.packing) * self.parts
+        """SPRAM words the stream occupies (:func:`~dupnet.hw.spram.bank_words`)."""
+        return bank_words(self.depth, self.width)
 
     @property
     def spram_rate(self) -> Fraction:
@@ -91,6 +94,29 @@ def layer_streams(layer: FoldedConv) -> list[BankStream]:
                        Fraction(1, layer.weight_rom_repeat)),
             BankStream(f"{name}.{layer.threshold_rom_name}", t.depth, t.width,
                        Fraction(1, layer.sf))]
+
+
+def bank_streams(layers) -> list[BankStream]:
+    """The bank's streams: :func:`layer_streams` of every banked conv of ``layers`` (folded
+    layers, pipeline order)."""
+    return [s for f in layers if getattr(f, "banked", False) for s in layer_streams(f)]
+
+
+def bank_image(streams: Sequence[BankStream], contents: Sequence[Sequence[int]]) -> list[int]:
+    """The bank's SPRAM words from each stream's memory words (in stream order): narrow words
+    packed, the first in the least significant bits; wide ones least significant part
+    first."""
+    out: list[int] = []
+    mask = (1 << SPRAM_WIDTH) - 1
+    for s, words in zip(streams, contents, strict=True):
+        if len(words) != s.depth:
+            raise ValueError(f"bank stream {s.name}: {len(words)} words given, depth is "
+                             f"{s.depth}")
+        for i in range(0, s.depth, s.packing):
+            value = sum((w & ((1 << s.width) - 1)) << (k * s.width)
+                        for k, w in enumerate(words[i:i + s.packing]))
+            out += [(value >> (p * SPRAM_WIDTH)) & mask for p in range(s.parts)]
+    return out
 
 
 def slot_table(streams: Sequence[BankStream], slots: int = BANK_SLOTS) -> list[int | None]:
@@ -157,19 +183,8 @@ class StreamBank(wiring.Component):
         super().__init__(members)
 
     def image(self, contents: Sequence[Sequence[int]]) -> list[int]:
-        """The bank's SPRAM words from each stream's memory words (in stream order)."""
-        out: list[int] = []
-        for s, words in zip(self.streams, contents, strict=True):
-            if len(words) != s.depth:
-                raise ValueError(f"bank stream {s.name}: {len(words)} words given, depth is "
-                                 f"{s.depth}")
-            mask = (1 << SPRAM_WIDTH) - 1
-            for i in range(0, s.depth, s.packing):
-                group = words[i:i + s.packing]
-                value = sum((w & ((1 << s.width) - 1)) << (k * s.width)
-                            for k, w in enumerate(group))
-                out += [(value >> (p * SPRAM_WIDTH)) & mask for p in range(s.parts)]
-        return out
+        """The bank's SPRAM words (:func:`bank_image`)."""
+        return bank_image(self.streams, contents)
 
     def elaborate(self, platform):
         m = Module()

@@ -5,6 +5,7 @@ See ``docs/hardware.md`` for the port contract (bit layouts, frame marker, probe
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 from amaranth import Module, unsigned
 from amaranth.lib import stream, wiring
@@ -17,6 +18,7 @@ from .adapters import Unpack, WidthAdapter
 from .folding import Folding, check_pixels_per_beat, validate_folding
 from .kinds import fold_network, hw_kind
 from .loader import LOAD_WORD_BITS, WeightLoader, load_segments
+from .stream_bank import StreamBank, bank_streams
 from .stream_layout import WordLayout
 
 __all__ = ["DupNetAccelerator", "ProbeSignature", "output_layout"]
@@ -107,6 +109,9 @@ class DupNetAccelerator(wiring.Component):
         out_w = len(last.stages[-1][1].o.payload)
         members = {"i": In(stream.Signature(unsigned(pixels_per_beat * pix_bits))),
                    "o": Out(stream.Signature(unsigned(out_w)))}
+        #: the stream bank of the banked layers (``folding.bank``), else None
+        streams = bank_streams(fold_network(cfg, folding))
+        self.bank = StreamBank(streams) if streams else None
         #: the weight loader (``weights = "load"``), else None
         self.loader = None
         if folding.weights == "load":
@@ -146,6 +151,11 @@ class DupNetAccelerator(wiring.Component):
                 m.d.comb += [probe.valid.eq(out.valid), probe.ready.eq(out.ready),
                              probe.payload.eq(out.payload)]
         wiring.connect(m, src, wiring.flipped(self.o))
+        if self.bank is not None:
+            m.submodules.bank = self.bank
+            ports = [p for _, engine in self.engines for p in engine.bank_ports]
+            for n, port in enumerate(ports):
+                wiring.connect(m, getattr(self.bank, f"o{n}"), port)
         return m
 
     def _connect_loader(self, m):
@@ -153,6 +163,10 @@ class DupNetAccelerator(wiring.Component):
         m.submodules.loader = loader = self.loader
         wiring.connect(m, wiring.flipped(self.load), loader.i)
         ports = [p for _, engine in self.engines for _, p in engine.load_ports]
+        if self.bank is not None:         # the last segment (load_segments)
+            bank = self.bank
+            ports.append(SimpleNamespace(addr=bank.w_addr, data=bank.w_data, en=bank.w_en))
+            m.d.comb += bank.run.eq(loader.loaded)
         assert len(ports) == len(loader.ports)       # both from FoldedConv.memories
         for wp, (addr, data, en) in zip(ports, loader.ports):
             m.d.comb += [wp.addr.eq(addr), wp.data.eq(data[:len(wp.data)]), wp.en.eq(en)]

@@ -17,7 +17,7 @@ from typing import Any
 from dupnet.hw.folded import DEFAULT_ARITH, LayerMemory
 from dupnet.hw.folding import Folding
 from dupnet.hw.kinds import fold_layer
-from dupnet.hw.spram import spram_blocks
+from dupnet.hw.spram import SPRAM_DEPTH, bank_words, spram_blocks
 
 from .devices import Device
 
@@ -56,6 +56,7 @@ def layer_memories(layer: dict[str, Any], geometry: Any | None) -> list[Memory]:
                       arith=layer.get("arith", DEFAULT_ARITH), pools=pools,
                       weights=layer.get("weights", "rom"),
                       spram=(geometry.name,) if layer.get("spram") else (),
+                      bank=(geometry.name,) if layer.get("bank") else (),
                       kp={geometry.name: int(layer["kp"])} if layer.get("kp") else {})
     return fold_layer(geometry, folding).memories
 
@@ -76,6 +77,8 @@ def place_memory(mem: Memory, device: Device, costs: dict[str, float]) -> Memory
     plain depth for ROMs."""
     if mem.spram:          # the generator built it from SPRAM cells: one block per 16 x 16K
         return MemoryPlacement(mem, "spram", float(spram_blocks(mem.depth, mem.width)))
+    if mem.banked:         # its share of the stream bank's SPRAM words (totals round up)
+        return MemoryPlacement(mem, "spram", bank_words(mem.depth, mem.width) / SPRAM_DEPTH)
     fam = device.family
     n = blocks_for(mem.depth, mem.width, fam.block_shapes)
     bram_cost = n * costs.get("block_cost", 64.0)

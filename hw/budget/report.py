@@ -358,7 +358,9 @@ def calibrated_totals(model: dict[str, Any], geoms: dict[str, Any], d: Device,
             for l in model.get("layers", [])]
     gl, gf = glue_estimate(_extra(model, "lut"), _extra(model, "ff"), d, calib)
     return ({"lut": sum(e.lut for e in ests) + gl, "ff": sum(e.ff for e in ests) + gf,
-             "bram": sum(e.bram for e in ests), "spram": sum(e.spram for e in ests)}, ests)
+             "bram": sum(e.bram for e in ests),
+             # whole blocks: the stream bank's layers hold fractions of its blocks
+             "spram": float(math.ceil(sum(e.spram for e in ests) - 1e-9))}, ests)
 
 
 def _extra(model: dict[str, Any], what: str) -> float:

@@ -26,6 +26,8 @@ LOAD = {name: dataclasses.replace(f, weights="load") for name, f in FOLDINGS.ite
 # as constants are memories here
 LOAD["one-fold"] = Folding({"conv1": (4, 3), "conv2": (8, 4), "conv3": (4, 8), "conv4": (6, 4)},
                            weights="load")
+# conv2 and conv3's weight and threshold words streamed from one shared SPRAM bank
+LOAD["banked"] = dataclasses.replace(LOAD["serial"], bank=("conv2", "conv3"))
 
 
 def test_verilog_does_not_depend_on_the_artifact(small_cfg):
@@ -72,7 +74,7 @@ async def _reset(ctx, top):
     ctx.set(top.cd.rst, 0)
 
 
-@pytest.mark.parametrize("name", ["mixed", "one-fold", "mixed-gated"])
+@pytest.mark.parametrize("name", ["mixed", "one-fold", "mixed-gated", "banked"])
 def test_load_run_reset_reload_run(small_cfg, name):
     """Artifact A is loaded while its frames already wait at the input (held, never computed
     on stale weights); then reset, a third of B's image, reset (mid-load), B's whole image and

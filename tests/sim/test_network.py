@@ -143,6 +143,32 @@ def test_spram_weights_on_verilator(sim_row):
     assert res.ok, res.describe_failure()
 
 
+def test_stream_bank_on_verilator(sim_row):
+    """Both hidden layers' weight and threshold words streamed from one stream bank in
+    SB_SPRAM256KA cells (Yosys' model of the cell on Verilator), written through the load
+    port: frames with stalls, then the reset scenario with a reload, every word compared."""
+    from dupnet.hw.folding import Folding
+    cfg = config("dup")
+    art = random_artifact(cfg, seed=7)
+    fold = Folding({"conv1": (1, 2), "conv2": (1, 2), "conv3": (1, 2)}, weights="load",
+                   bank=("conv1", "conv2"))
+    # stall-free: the bank keeps up, so cycles/frame and latency are the analytic model's
+    res, des = simulate_artifact(art, fold, _images(cfg, 3, 9), probes=True)
+    assert des.verilog.count("  SB_SPRAM256KA ") == 1
+    _row(sim_row, "net dup/serial+load+bank nostall", res, des)
+    assert res.ok, res.describe_failure()
+    tc = check_timing(res.timing, des.model)
+    assert tc.ok, str(tc)
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, 7), probes=True, stall_in=0.3,
+                                 stall_out=0.3, seed=6, design=des)
+    _row(sim_row, "net dup/serial+load+bank", res, des)
+    assert res.ok, res.describe_failure()
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, 8), scenario="reset", seed=7,
+                                 design=des)
+    _row(sim_row, "net dup/serial+load+bank reset", res, des)
+    assert res.ok, res.describe_failure()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,fold_kind,stall,kind,ppb", SLOW_CASES,
                          ids=[f"{c[0]}-{c[1]}-ppb{c[4]}" for c in SLOW_CASES])
