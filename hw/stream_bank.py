@@ -14,8 +14,8 @@ Layout: stream ``s`` occupies SPRAM words ``[base_s, base_s + length_s)``; a wor
 bits), a wider one takes ``ceil(width/16)`` consecutive SPRAM words (least significant first).
 The loader writes the whole bank (:meth:`StreamBank.image`) through ``w`` before ``run`` rises.
 
-Building block of issue 11 (the UP5K plan in docs/STATUS.md, session 7): not yet used by the
-network; the MVTU's weight and threshold streams are the next step.
+``Folding.bank`` names the banked layers: their MVTUs take the words from the bank's streams
+(ports ``w`` and ``t``), the top level builds the bank (docs/hardware.md, "Stream bank").
 """
 from __future__ import annotations
 

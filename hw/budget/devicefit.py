@@ -6,7 +6,9 @@ frame rate).
 * :func:`memory_mapping`: the weights stay in bitstream-initialised ROMs where the block RAM
   holds them (the default); on a device with SPRAM, when it does not, the largest layers'
   weight memories move to SPRAM (:mod:`dupnet.hw.spram`, ``weights = "load"``: the load port
-  writes them after reset), as many as the SPRAM blocks hold.
+  writes them after reset), as many as the SPRAM blocks hold, or the hidden layers' weight
+  and threshold words go into one shared stream bank (:mod:`dupnet.hw.stream_bank`),
+  whichever needs fewer block RAMs.
 * :func:`fit_device`: the fastest fitting design, or for ``fps`` the smallest design that
   meets it; a :class:`~dupnet.hw.folded.FoldingError` names the binding resource and by how
   much when nothing fits (or the rate the device can reach instead).
@@ -26,7 +28,8 @@ from ..folded import FoldingError
 from ..folding import Folding
 from ..kinds import fold_network
 from ..pipeline import PipelineModel, pipeline_model
-from ..spram import spram_blocks
+from ..spram import SPRAM_DEPTH, spram_blocks
+from ..stream_bank import layer_streams, slot_table
 from .calibration import load_calibration
 from .devices import Device, load_devices
 from .fit import FitSummary, ResourceUse
@@ -97,23 +100,62 @@ def estimate_point(config: NetworkConfig, folding: Folding, device: Device, cali
 def memory_mapping(config: NetworkConfig, folding: Folding, device: Device, calib: dict,
                    margin: float = DEFAULT_MARGIN) -> Folding:
     """``folding`` with the memory mapping for ``device``: ROM weights where the block RAM
-    holds the design; else, on a device with SPRAM, weights loaded at run time with the
-    largest layers' weight memories in SPRAM (each layer's weight memory whole, largest weight
-    bits first, while blocks remain)."""
-    rom = dataclasses.replace(folding, weights="rom", spram=())
+    holds the design; else, on a device with SPRAM, weights loaded at run time and the one of
+    two SPRAM mappings that needs fewer block RAMs (then fewer LUTs): the largest layers'
+    weight memories each in SPRAM blocks of their own (:func:`_own_spram`), or the hidden
+    layers' weight and threshold words streamed from one shared bank, the rest in blocks of
+    their own (:func:`_banked`)."""
+    rom = dataclasses.replace(folding, weights="rom", spram=(), bank=())
     spram_cap = int(device.capacity.get("spram", 0))
     if not spram_cap or estimate_point(config, rom, device, calib, margin).fit.fits:
         return rom
-    load = dataclasses.replace(folding, weights="load", spram=())
-    layers = [f for f in fold_network(config, load) if hasattr(f, "weight_rom")]
+    load = dataclasses.replace(folding, weights="load", spram=(), bank=())
+    options = [_own_spram(config, load, spram_cap), _banked(config, load, spram_cap)]
+    points = [estimate_point(config, f, device, calib, margin) for f in options]
+    best = min(range(len(options)),
+               key=lambda i: (points[i].estimate["bram"], points[i].estimate["lut"]))
+    return options[best]
+
+
+def _own_spram(config: NetworkConfig, load: Folding, free: int,
+               skip: tuple[str, ...] = ()) -> Folding:
+    """``load`` with the largest layers' weight memories in SPRAM blocks of their own (each
+    memory whole, largest weight bits first, while ``free`` blocks remain; not the ``skip``
+    layers)."""
+    layers = [f for f in fold_network(config, load)
+              if hasattr(f, "weight_rom") and f.geometry.name not in skip]
     layers.sort(key=lambda f: -f.geometry.unique_weight_bits)
-    free, chosen = spram_cap, []
+    chosen = []
     for f in layers:
         need = spram_blocks(*f.weight_memory)
         if need <= free:
             chosen.append(f.geometry.name)
             free -= need
     return dataclasses.replace(load, spram=tuple(chosen))
+
+
+def _banked(config: NetworkConfig, load: Folding, capacity: int) -> Folding:
+    """``load`` with the hidden conv layers' weight and threshold words in one stream bank,
+    largest weight bits first, each added while the bank's read port keeps up
+    (:func:`~dupnet.hw.stream_bank.slot_table`) and its words fit ``capacity`` blocks; the
+    blocks left go to the other layers' weight memories (:func:`_own_spram`)."""
+    layers = [f for f in fold_network(config, load)
+              if hasattr(f, "weight_rom") and f.geometry.act_bits is not None]
+    layers.sort(key=lambda f: -f.geometry.unique_weight_bits)
+    streams: list = []
+    chosen: list[str] = []
+    for f in layers:
+        trial = streams + layer_streams(dataclasses.replace(f, banked=True))
+        try:
+            slot_table(trial)
+        except ValueError:
+            continue
+        if -(-sum(s.length for s in trial) // SPRAM_DEPTH) <= capacity:
+            streams, chosen = trial, chosen + [f.geometry.name]
+    used = -(-sum(s.length for s in streams) // SPRAM_DEPTH)
+    order = [f.geometry.name for f in fold_network(config, load)]
+    banked = dataclasses.replace(load, bank=tuple(n for n in order if n in chosen))
+    return _own_spram(config, banked, capacity - used, skip=tuple(chosen))
 
 
 def _at(config, folding, device, calib, margin, clock_mhz, budget=None) -> DevicePoint:

@@ -345,3 +345,25 @@ def test_expected_clock_plans_frames_per_second(tmp_path):
                                           r"'expected_mhz' must be a clock in MHz \(a number "
                                           r">= 0\), got 'x'"):
         load_devices(p)
+
+
+def test_memory_mapping_streams_hidden_layers_from_a_bank_on_the_up5k():
+    """dupnet-tinier-yolo at PE = SIMD = 1 on the UP5K: ROM weights need far more block RAM
+    than there is; of the two SPRAM mappings the stream bank (every hidden layer's weight and
+    threshold words in one bank, the last layer's weights in a block of its own) needs fewer
+    block RAMs than each layer's weights in blocks of their own (thresholds in block RAM)."""
+    import dataclasses
+
+    from dupnet.hw.budget.devicefit import _own_spram, estimate_point, memory_mapping
+    from dupnet.hw.folding import Folding, validate_folding
+    from dupnet.sw.config import conv_geometries, load_config
+    cfg = load_config("dupnet-tinier-yolo")
+    up5k, calib = get_device("ice40-up5k"), load_calibration()
+    one = Folding({g.name: (1, 1) for g in conv_geometries(cfg)})
+    mapped = memory_mapping(cfg, one, up5k, calib)
+    validate_folding(cfg, mapped)
+    assert mapped.weights == "load"
+    assert mapped.bank == tuple(f"conv{i}" for i in range(1, 8)) and mapped.spram == ("conv8",)
+    own = _own_spram(cfg, dataclasses.replace(one, weights="load"), 4)
+    bram = [estimate_point(cfg, f, up5k, calib).estimate for f in (mapped, own)]
+    assert bram[0]["bram"] < bram[1]["bram"] and bram[0]["spram"] <= 4

@@ -126,3 +126,26 @@ def test_spram_and_block_ram_measured_equal_the_model(tmp_path):
     assert ice["synth"]["resources"]["spram"] == ice["analytic"]["spram"] == 2
     assert ice["synth"]["resources"]["bram"] == ice["analytic"]["bram"]
     assert not ice["synth"]["unclassified"]
+
+
+def test_stream_bank_measured_equals_the_model(tmp_path):
+    """Two hidden layers' weight and threshold words in one stream bank, one layer's weights
+    in SPRAM of their own, synthesized for the UP5K: SPRAM (the bank's block and the own one)
+    and block RAM measured = the analytic mapping (the bank's shares rounded up)."""
+    from dupnet.hw.budget.report import design_input_from_generated
+    from dupnet.hw.folding import Folding
+    from dupnet.hw.generate import generate_verilog
+    from dupnet.sw.random_artifact import random_artifact
+
+    from ..hw.conftest import small_config
+    art = random_artifact(small_config(), seed=5)
+    fold = Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4), "conv4": (1, 1)},
+                   preadd=False, weights="load", bank=("conv2", "conv3"), spram=("conv4",))
+    gen = generate_verilog(art, fold)
+    rep = build_report(design_input_from_generated(gen, art, gen.folding),
+                       parse_targets("ice40-up5k"), cache_dir=tmp_path / "cache", pnr=False,
+                       per_module=False)
+    ice = rep["targets"][0]
+    assert ice["synth"]["resources"]["spram"] == ice["analytic"]["spram"] == 2
+    assert ice["synth"]["resources"]["bram"] == ice["analytic"]["bram"]
+    assert not ice["synth"]["unclassified"]

@@ -192,3 +192,28 @@ def test_device_fit_keeps_the_faster_kp_policy(monkeypatch):
     assert [s[0] for s in seen] == ["needed", "cheapest"]
     assert (p.model.cycles_per_frame, p.estimate["lut"]) == min((c, l) for _, c, l in seen)
     assert p.fit.fits
+
+
+def test_bank_field_roundtrip_and_errors(tmp_path, small_cfg):
+    """``bank = [...]``: written and read back (TOML, JSON); unknown layers, a ROM design,
+    the last layer and a bank whose streams outrun its read port are refused by name."""
+    f = Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4), "conv4": (1, 1)},
+                preadd=False, weights="load", bank=("conv2", "conv3"))
+    for name, text in (("b.toml", f.to_toml()), ("b.json", f.to_json())):
+        (tmp_path / name).write_text(text)
+        assert load_folding(tmp_path / name, small_cfg).bank == ("conv2", "conv3")
+    bad = {"unknown": (dict(bank=("conv9",)), r"field 'bank' names unknown conv layer\(s\) "
+                                              r"'conv9'"),
+           "rom": (dict(weights="rom"), r"layer 2 \(conv2\): streamed \(banked\) weights need "
+                                        r"weights = \"load\""),
+           "last": (dict(bank=("conv4",)), r"layer 5 \(conv4\): streamed \(banked\)"),
+           "fast": (dict(layers={"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8),
+                                 "conv4": (3, 4)}, preadd=True),
+                    r"field 'bank': stream bank over-subscribed: .*conv3.t_rom")}
+    import dataclasses
+    for key, (change, msg) in bad.items():
+        with pytest.raises(FoldingError, match=msg):
+            validate_folding(small_cfg, dataclasses.replace(f, **change))
+    with pytest.raises(FoldingError, match="field 'bank' must be a list of conv layer names"):
+        (tmp_path / "x.json").write_text(json.dumps({**f.to_dict(), "bank": "conv2"}))
+        load_folding(tmp_path / "x.json", small_cfg)
