@@ -15,6 +15,7 @@ seed and the command that replays it (:func:`replay_command`).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ import numpy as np
 from dupnet.hw.folded import ARITHMETICS, FoldedConv, divisors
 from dupnet.hw.folding import Folding
 from dupnet.hw.generate import generate_verilog, write_design
-from dupnet.hw.kinds import hw_kind
+from dupnet.hw.kinds import fold_network, hw_kind
 from dupnet.hw.lint import lint_verilog
+from dupnet.hw.stream_bank import bank_streams, slot_table
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import conv_geometries, network_geometry, parse_config
 from dupnet.sw.random_artifact import random_artifact
@@ -62,6 +64,7 @@ class RandomDesign:
         f = self.folding
         mem = (" load" if f.weights == "load" else "") + \
             (f" spram={','.join(f.spram)}" if f.spram else "") + \
+            (f" bank={','.join(f.bank)}" if f.bank else "") + \
             "".join(f" {n}/{v}" for n, v in f.pools.items())
         return (f"{' '.join(parts)} {self.folding.arith}{mem}"
                 f"{'' if self.folding.preadd else ' nopre'} ppb={self.pixels_per_beat}")
@@ -134,7 +137,24 @@ def _memory_options(cfg, folding: Folding, seed: int) -> Folding:
     if rng.random() < 1 / 3:
         folding.weights = "load"
         folding.spram = tuple(g.name for g in conv_geometries(cfg) if rng.random() < 0.5)
+        folding.bank = _bank_draw(cfg, folding, rng)
     return folding
+
+
+def _bank_draw(cfg, folding: Folding, rng: np.random.Generator) -> tuple[str, ...]:
+    """About half the hidden conv layers without SPRAM weights, in pipeline order, each kept
+    while the stream bank's read port keeps up with them."""
+    chosen: list[str] = []
+    for g in conv_geometries(cfg):
+        if g.act_bits is None or g.name in folding.spram or rng.random() >= 0.5:
+            continue
+        trial = dataclasses.replace(folding, bank=tuple(chosen + [g.name]))
+        try:
+            slot_table(bank_streams(fold_network(cfg, trial)))
+        except ValueError:
+            continue
+        chosen.append(g.name)
+    return tuple(chosen)
 
 
 def _kernel_options(cfg, folding: Folding, seed: int) -> Folding:

@@ -29,7 +29,8 @@ def test_random_designs_are_valid_and_cover_the_space():
         seen |= {("ppb", d.pixels_per_beat), ("arith", d.folding.arith),
                  ("preadd", d.folding.preadd), ("odd", bool(h % 2 or w % 2)),
                  ("one-pixel", h == 1 or w == 1), ("weights", d.folding.weights),
-                 ("spram", bool(d.folding.spram)), ("pool lanes", bool(d.folding.pools))}
+                 ("spram", bool(d.folding.spram)), ("pool lanes", bool(d.folding.pools)),
+                 ("bank", bool(d.folding.bank))}
         for g in network_geometry(cfg):
             if g.kind == "maxpool":
                 seen.add(("pool", g.stride))
@@ -41,7 +42,8 @@ def test_random_designs_are_valid_and_cover_the_space():
             | {("preadd", b) for b in (True, False)} | {("odd", True), ("one-pixel", True)}
             | {("pool", 1), ("pool", 2), ("k", 1), ("k", 3), ("w_dup", True), ("x_dup", True)}
             | {("act_bits", b) for b in range(1, 9)}
-            | {("weights", "rom"), ("weights", "load"), ("spram", True), ("pool lanes", True)})
+            | {("weights", "rom"), ("weights", "load"), ("spram", True), ("pool lanes", True),
+               ("bank", True)})
     assert want <= seen, f"never drawn: {sorted(want - seen)}"
 
 
