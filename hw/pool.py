@@ -112,11 +112,10 @@ class MaxPool(wiring.Component):
     def _ram(self, m, name, shape, transparent):
         """A row or pixel buffer. Transparent where a word can be read in the cycle it is
         written; else no read the pool uses ever hits the word written in the same cycle
-        (:attr:`collision` watches that in simulation). The buffers do not carry
-        ``no_rw_check``: measured on the ECP5 (dupnet-tinier-yolo at 100 frames/s, session 7)
-        it saved 24 LUT4 and 29 FF, but Yosys then put a LUT-RAM pixel buffer's read before
-        its register instead of after it, and the pool's readiness -> read address ->
-        LUT-RAM -> register path cost 7 MHz."""
+        (:attr:`collision` watches that in simulation), so the buffers could carry
+        ``no_rw_check``; they do not: on the ECP5 (dupnet-tinier-yolo at 100 frames/s, session
+        7) it saved 24 LUT4 and 29 FF and changed fmax by less than nextpnr's spread between
+        runs of near-identical netlists (72.5-82.9 MHz)."""
         mem = Memory(shape=unsigned(shape.width), depth=shape.depth, init=[])
         m.submodules[name] = mem
         wp = mem.write_port()
