@@ -35,6 +35,7 @@ from typing import Any, Iterator
 from dupnet.sw.config import NetworkConfig, conv_geometries, network_geometry
 
 from .folded import ARITHMETICS, DEFAULT_ARITH, WEIGHT_SOURCES, FoldedConv, FoldingError
+from .stream_bank import bank_streams, slot_table
 
 __all__ = ["Folding", "FoldingError", "load_folding", "validate_folding",
            "check_pixels_per_beat"]
@@ -214,29 +215,30 @@ def validate_folding(config: NetworkConfig, folding: Folding, where: str = "fold
         raise FoldingError(f"{where}: unknown layer(s) {', '.join(map(repr, unknown))} with a "
                            f"'lanes' entry; the other layers of {config.name!r} are "
                            f"{', '.join(others) or 'none'}")
+    folded = []
     for g in geoms:
         if g.name not in folding.layers:
             raise FoldingError(f"{where}: layer {g.index} ({g.name}): missing (fields 'pe' and "
                                f"'simd')")
         pe, simd = folding.layers[g.name]
         try:
-            FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
-                       weights=folding.weights, spram=g.name in folding.spram,
-                       kp=folding.kernel_positions(g.name), banked=g.name in folding.bank)
+            folded.append(FoldedConv(g, pe, simd, preadd=folding.preadd, arith=folding.arith,
+                                     weights=folding.weights, spram=g.name in folding.spram,
+                                     kp=folding.kernel_positions(g.name),
+                                     banked=g.name in folding.bank))
         except FoldingError as e:
             raise FoldingError(f"{where}: {e}") from None
-    _check_bank(config, folding, where)
+    _check_bank(folded, where)
 
 
-def _check_bank(config: NetworkConfig, folding: Folding, where: str) -> None:
+def _check_bank(convs: list[FoldedConv], where: str) -> None:
     """The streams of the banked layers fit one bank's read port (:func:`~dupnet.hw.
     stream_bank.slot_table`)."""
-    if not folding.bank:
+    streams = bank_streams(convs)
+    if not streams:
         return
-    from .kinds import fold_network
-    from .stream_bank import bank_streams, slot_table
     try:
-        slot_table(bank_streams(fold_network(config, folding)))
+        slot_table(streams)
     except ValueError as e:
         raise FoldingError(f"{where}: field 'bank': {e}") from None
 
