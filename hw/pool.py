@@ -201,12 +201,7 @@ class MaxPool(wiring.Component):
         L, B, n = self.lanes, self.bits, self.chunks
         depth = W * n
         wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=depth == 1)
-        # the pixel buffer's read port is transparent even where no read meets the word
-        # written that cycle (n > 1): no change of behaviour, but a LUT-RAM buffer then gets
-        # its register on the address, not on the data, which takes the buffer's read off the
-        # path from the pool's readiness through the read address (the ECP5 critical path);
-        # in block RAM the transparency costs a comparator and a multiplexer per chunk bit
-        pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=True)
+        pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=n == 1)
         out, o_free = self._output(m)
         accept = Signal()
         j, c, r, lin, after, frame_last = self._position(m, accept)
