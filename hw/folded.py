@@ -46,6 +46,10 @@ OFFSET_ROM = "k_rom"          # "xnor" last layer with nf > 1: -K per neuron fol
 LINE_BUFFER = "linebuf"       # the window unit's line buffer
 ROW_BUFFER = "rowbuf"         # the max-pool's row buffer
 PIXEL_BUFFER = "pixbuf"       # a stride-1 max-pool's one-pixel delay (several chunks)
+#: a stride-1 pool's pixel buffer of at most this many words is read at both candidate
+#: addresses of the next cycle (two read ports: a copy of the buffer), so its read address
+#: does not follow the pool's handshake; a deeper one (block RAM) is read at one
+PIXEL_BUFFER_DUAL_READ_DEPTH = 64
 
 #: Line-buffer slack of a window unit beyond its minimum ``(k-1)*W + k + 1`` pixels:
 #: ``ceil(W/2) + WINDOW_SLACK_PIXELS``.  Why: the upstream of a conv layer delivers in bursts
@@ -497,10 +501,20 @@ class FoldedPool:
         return MemoryShape(self.chunks, self.lanes * g.bits) if g.stride == 1 else None
 
     @property
+    def pixel_buffer_reads(self) -> int:
+        """Read ports of the pixel buffer (each a copy of it in the FPGA's memories): 2 for a
+        small one (:data:`PIXEL_BUFFER_DUAL_READ_DEPTH`), else 1; 0 without one."""
+        pb = self.pixel_buffer
+        if pb is None:
+            return 0
+        return 2 if pb.depth <= PIXEL_BUFFER_DUAL_READ_DEPTH else 1
+
+    @property
     def memories(self) -> list[LayerMemory]:
+        """The row buffer and (stride 1) the pixel buffer, once per read port."""
         rb = self.row_buffer
         out = [LayerMemory(ROW_BUFFER, rb.depth, rb.width, False)]
         pb = self.pixel_buffer
-        if pb is not None:
+        for _ in range(self.pixel_buffer_reads):
             out.append(LayerMemory(PIXEL_BUFFER, pb.depth, pb.width, False))
         return out

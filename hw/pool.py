@@ -124,6 +124,39 @@ class MaxPool(wiring.Component):
             self._collisions.append(wp.en & rp.en & (wp.addr == rp.addr))
         return wp, rp
 
+    def _pixel_buffer(self, m):
+        """The stride-1 pool's pixel buffer: its write port and its read ports (two for a small
+        buffer: :attr:`~dupnet.hw.folded.FoldedPool.pixel_buffer_reads`)."""
+        shape, n = self.layer.pixel_buffer, self.chunks
+        m.submodules[PIXEL_BUFFER] = mem = Memory(shape=unsigned(shape.width),
+                                                  depth=shape.depth, init=[])
+        wp = mem.write_port()
+        rps = [mem.read_port(transparent_for=(wp,) if n == 1 else ())
+               for _ in range(self.layer.pixel_buffer_reads)]
+        return wp, rps
+
+    def _pixel_read(self, m, wp, rps, accept, addr_acc, addr_hold):
+        """The pixel-buffer word of the next cycle, read at the address after this cycle's
+        transfer or without it: with one port the address is picked by the transfer; with two,
+        each port reads one candidate and the registered transfer picks the data, so the
+        handshake reaches a register, not the buffer's address (the ECP5 critical path)."""
+        if len(rps) == 1:
+            rp, = rps
+            m.d.comb += rp.addr.eq(Mux(accept, addr_acc, addr_hold))
+            if self.chunks > 1:
+                self._collisions.append(wp.en & (wp.addr == rp.addr))
+            return rp.data
+        acc, hold = rps
+        took = Signal(name="took_r")
+        m.d.sync += took.eq(accept)
+        m.d.comb += [acc.addr.eq(addr_acc), hold.addr.eq(addr_hold)]
+        if self.chunks > 1:        # the port whose data is used
+            self._collisions.append(wp.en & Mux(accept, wp.addr == acc.addr,
+                                                wp.addr == hold.addr))
+        data = Signal.like(acc.data, name="pix_data")
+        m.d.comb += data.eq(Mux(took, acc.data, hold.data))
+        return data
+
     def _output(self, m):
         """The output register and a skid register behind it. Returns the output state and
         ``o_free`` (an emitted chunk has a place: the skid register is empty), a register, so
@@ -201,7 +234,7 @@ class MaxPool(wiring.Component):
         L, B, n = self.lanes, self.bits, self.chunks
         depth = W * n
         wp, rp = self._ram(m, ROW_BUFFER, self.layer.row_buffer, transparent=depth == 1)
-        pwp, prp = self._ram(m, PIXEL_BUFFER, self.layer.pixel_buffer, transparent=n == 1)
+        pwp, prps = self._pixel_buffer(m)
         out, o_free = self._output(m)
         accept = Signal()
         j, c, r, lin, after, frame_last = self._position(m, accept)
@@ -267,10 +300,10 @@ class MaxPool(wiring.Component):
             e_next, f_next = edge_flush_next(took)
             addr[key] = (Mux(e_next, (W - 1) * n + ej_next, Mux(f_next, fp_next, wword[key])),
                          Mux(e_next, ej_next, jn))
-        m.d.comb += [rp.addr.eq(Mux(accept, addr["acc"][0], addr["hold"][0])),
-                     prp.addr.eq(Mux(accept, addr["acc"][1], addr["hold"][1]))]
+        m.d.comb += rp.addr.eq(Mux(accept, addr["acc"][0], addr["hold"][0]))
+        p = self._pixel_read(m, pwp, prps, accept, addr["acc"][1], addr["hold"][1])
 
-        px, p, rb = i.payload, prp.data, rp.data
+        px, rb = i.payload, rp.data
         hmax = vmax(m, p, px, L, B, name="hmax")       # max(in(r, c-1), in(r, c))
         h = Signal(L * B)
         m.d.comb += h.eq(Mux(edge | (c == 0), p, hmax))

@@ -155,3 +155,16 @@ def test_pool_geometry_refused_with_the_layer_named():
     with pytest.raises(FoldingError, match=r"layer 0 \(p9\): field 'lanes' \(3\) must divide the "
                                            r"pool's C = 4 channels"):
         FoldedPool.of(4, 4, 4, 2, 2, name="p9", lanes=3)
+
+
+@pytest.mark.parametrize("c,lanes", [(65, 1), (8, 2)])
+def test_pool_stride1_pixel_buffer_one_or_two_read_ports(c, lanes):
+    """A pixel buffer deeper than PIXEL_BUFFER_DUAL_READ_DEPTH words has one read port (its
+    address picked by the transfer), a smaller one two (the data picked by the registered
+    transfer); both bit-exact with stalls, and the model lists the buffer once per port."""
+    from dupnet.hw.folded import PIXEL_BUFFER, PIXEL_BUFFER_DUAL_READ_DEPTH
+    f = FoldedPool.of(3, 2, c, 2, 1, lanes=lanes)
+    reads = 1 if f.chunks > PIXEL_BUFFER_DUAL_READ_DEPTH else 2
+    assert f.pixel_buffer_reads == reads
+    assert [m.name for m in f.memories].count(PIXEL_BUFFER) == reads
+    run_pool(3, 2, c, 2, 1, stall=0.3, seed=c, lanes=lanes)
