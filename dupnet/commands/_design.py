@@ -11,8 +11,9 @@ def add_device_arguments(p, fps: bool = True) -> None:
     p.add_argument("--device", metavar="NAME",
                    help="choose the folding and the memory mapping for this FPGA (a name of "
                         "the device file: ice40-up5k, ecp5-25f, artix7-35t): the most frames/s "
-                        "whose calibrated estimate fits with a margin (weights in SPRAM, loaded "
-                        "at run time, where the block RAM does not hold them); an error names "
+                        "whose calibrated estimate fits with a margin (weights loaded at run "
+                        "time into SPRAM, or streamed from a shared SPRAM bank with the "
+                        "thresholds, where the block RAM does not hold them); an error names "
                         "the binding resource when nothing fits")
     if fps:
         p.add_argument("--fps", type=float, metavar="F",
