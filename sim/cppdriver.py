@@ -22,7 +22,6 @@ needs no data files.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
