@@ -97,11 +97,11 @@ def load_image(artifact: Artifact, folding: Folding) -> tuple[list[LoadSegment],
     from .mvtu import memory_images
     segments = load_segments(artifact.config, folding)
     images: dict[str, dict[str, list[int]]] = {}
-    for f in fold_network(artifact.config, folding):
+    layers = fold_network(artifact.config, folding)
+    for f in layers:
         params = artifact.layers.get(f.geometry.index)
         if hw_kind(f.geometry).foldable and params is not None:
             images[f.geometry.name] = memory_images(f, params.weights, params.thresholds)
-    layers = fold_network(artifact.config, folding)
     images[BANK_SEGMENT[0]] = {BANK_SEGMENT[1]: bank_image(
         bank_streams(layers), [images[f.geometry.name][lm.name] for f in layers
                                for lm in f.memories if lm.banked])}

@@ -27,7 +27,7 @@ from amaranth import Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mu
 from amaranth.lib.memory import Memory
 
 __all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_CELL", "SpramMemory", "spram_blocks", "bank_words",
-           "spram_packing", "spram_shape",
+           "spram_parts", "spram_packing", "spram_shape",
            "GENERATOR_PLATFORM", "spram_sim_model", "with_cell_models"]
 
 SPRAM_DEPTH = 16384
@@ -55,8 +55,12 @@ def bank_words(depth: int, width: int) -> int:
     """SPRAM words of a ``depth x width`` memory in a stream bank
     (:mod:`dupnet.hw.stream_bank`): narrow words packed ``spram_packing(width)`` to an SPRAM
     word, a wider one over ``ceil(width/16)`` consecutive SPRAM words."""
-    parts = -(-width // SPRAM_WIDTH)
-    return -(-depth // spram_packing(width)) * parts
+    return -(-depth // spram_packing(width)) * spram_parts(width)
+
+
+def spram_parts(width: int) -> int:
+    """SPRAM words of one memory word in a stream bank: ``ceil(width/16)``."""
+    return -(-width // SPRAM_WIDTH)
 
 
 def spram_blocks(depth: int, width: int) -> int:

@@ -31,9 +31,10 @@ from amaranth.lib.wiring import In, Out
 
 from .adapters import Gather
 from .folded import FoldedConv
-from .spram import SPRAM_WIDTH, SpramMemory, bank_words, spram_packing
+from .spram import SPRAM_WIDTH, SpramMemory, bank_words, spram_packing, spram_parts
 
-__all__ = ["BankStream", "StreamBank", "slot_table", "layer_streams", "bank_streams",
+__all__ = ["BankStream", "StreamBank", "slot_table", "bank_keeps_up", "layer_streams",
+           "bank_streams",
            "bank_image", "BANK_SLOTS", "BANK_FIFO_DEPTH", "BANK_SEGMENT"]
 
 #: the load image's segment of the bank (its layer and memory names)
@@ -70,7 +71,7 @@ class BankStream:
     @property
     def parts(self) -> int:
         """SPRAM words per memory word (1 up to 16 bits)."""
-        return -(-self.width // SPRAM_WIDTH)
+        return spram_parts(self.width)
 
     @property
     def length(self) -> int:
@@ -119,13 +120,24 @@ def bank_image(streams: Sequence[BankStream], contents: Sequence[Sequence[int]])
     return out
 
 
+def bank_keeps_up(streams: Sequence[BankStream], slots: int = BANK_SLOTS) -> bool:
+    """The bank's read port serves these streams at their peak rates (:func:`slot_table`
+    would not refuse them)."""
+    return sum(_slots_needed(s, slots) for s in streams) <= slots
+
+
+def _slots_needed(s: BankStream, slots: int) -> int:
+    """Read slots per round of one stream: its peak rate, plus one of margin."""
+    return math.ceil(s.spram_rate * slots) + 1
+
+
 def slot_table(streams: Sequence[BankStream], slots: int = BANK_SLOTS) -> list[int | None]:
     """The bank's read schedule: ``slots`` entries, each a stream index or None (idle).
     Stream ``s`` gets ``ceil(spram_rate * slots) + 1`` entries (its peak rate, and one slot
     per round of margin: the slots of a round and the consumer's words are not in phase),
     spread evenly (smooth weighted round robin). Raises ``ValueError`` when the shares exceed
     the port, naming every stream's need."""
-    need = [math.ceil(s.spram_rate * slots) + 1 for s in streams]
+    need = [_slots_needed(s, slots) for s in streams]
     if sum(need) > slots:
         parts = ", ".join(f"{s.name} {n}" for s, n in zip(streams, need))
         raise ValueError(f"stream bank over-subscribed: the streams need {sum(need)} of "

@@ -28,7 +28,7 @@ from dupnet.hw.folding import Folding
 from dupnet.hw.generate import generate_verilog, write_design
 from dupnet.hw.kinds import fold_network, hw_kind
 from dupnet.hw.lint import lint_verilog
-from dupnet.hw.stream_bank import bank_streams, slot_table
+from dupnet.hw.stream_bank import bank_keeps_up, bank_streams
 from dupnet.sw.artifact import Artifact
 from dupnet.sw.config import conv_geometries, network_geometry, parse_config
 from dupnet.sw.random_artifact import random_artifact
@@ -149,11 +149,8 @@ def _bank_draw(cfg, folding: Folding, rng: np.random.Generator) -> tuple[str, ..
         if g.act_bits is None or g.name in folding.spram or rng.random() >= 0.5:
             continue
         trial = dataclasses.replace(folding, bank=tuple(chosen + [g.name]))
-        try:
-            slot_table(bank_streams(fold_network(cfg, trial)))
-        except ValueError:
-            continue
-        chosen.append(g.name)
+        if bank_keeps_up(bank_streams(fold_network(cfg, trial))):
+            chosen.append(g.name)
     return tuple(chosen)
 
 

@@ -29,7 +29,7 @@ from ..folding import Folding
 from ..kinds import fold_network
 from ..pipeline import PipelineModel, pipeline_model
 from ..spram import SPRAM_DEPTH, spram_blocks
-from ..stream_bank import layer_streams, slot_table
+from ..stream_bank import bank_keeps_up, layer_streams
 from .calibration import load_calibration
 from .devices import Device, load_devices
 from .fit import FitSummary, ResourceUse
@@ -137,7 +137,7 @@ def _own_spram(config: NetworkConfig, load: Folding, free: int,
 def _banked(config: NetworkConfig, load: Folding, capacity: int) -> Folding:
     """``load`` with the hidden conv layers' weight and threshold words in one stream bank,
     largest weight bits first, each added while the bank's read port keeps up
-    (:func:`~dupnet.hw.stream_bank.slot_table`) and its words fit ``capacity`` blocks; the
+    (:func:`~dupnet.hw.stream_bank.bank_keeps_up`) and its words fit ``capacity`` blocks; the
     blocks left go to the other layers' weight memories (:func:`_own_spram`)."""
     layers = [f for f in fold_network(config, load)
               if hasattr(f, "weight_rom") and f.geometry.act_bits is not None]
@@ -146,11 +146,7 @@ def _banked(config: NetworkConfig, load: Folding, capacity: int) -> Folding:
     chosen: list[str] = []
     for f in layers:
         trial = streams + layer_streams(dataclasses.replace(f, banked=True))
-        try:
-            slot_table(trial)
-        except ValueError:
-            continue
-        if -(-sum(s.length for s in trial) // SPRAM_DEPTH) <= capacity:
+        if bank_keeps_up(trial) and -(-sum(s.length for s in trial) // SPRAM_DEPTH) <= capacity:
             streams, chosen = trial, chosen + [f.geometry.name]
     used = -(-sum(s.length for s in streams) // SPRAM_DEPTH)
     order = [f.geometry.name for f in fold_network(config, load)]

@@ -13,7 +13,8 @@ from amaranth.lib.wiring import In, Out
 from dupnet.hw.folded import FoldedConv, FoldingError
 from dupnet.hw.mvtu import MVTU, memory_images
 from dupnet.hw.reference import window_chunks
-from dupnet.hw.stream_bank import BANK_SLOTS, BankStream, StreamBank, layer_streams, slot_table
+from dupnet.hw.stream_bank import (BANK_SLOTS, BankStream, StreamBank, bank_keeps_up,
+                                   layer_streams, slot_table)
 from dupnet.hw.stream_layout import pack_lanes
 from dupnet.hw.stream_sim import get_n_timed, put_all, run_sim
 from dupnet.sw.config import ConvGeometry
@@ -119,6 +120,7 @@ def test_slot_table_gives_each_stream_its_share_evenly():
 def test_over_subscribed_bank_refused_naming_the_streams():
     heavy = [BankStream("conv1_w", 100, 16, Fraction(3, 4)),
              BankStream("conv2_w", 100, 16, Fraction(1, 2))]
+    assert bank_keeps_up(STREAMS) and not bank_keeps_up(heavy)   # = slot_table's verdict
     with pytest.raises(ValueError, match=r"over-subscribed: the streams need 42 of 32 read "
                                          r"slots per round \(conv1_w 25, conv2_w 17\)"):
         StreamBank(heavy)
