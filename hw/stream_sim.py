@@ -22,7 +22,7 @@ from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
 __all__ = ["stream_put", "stream_get", "put_all", "get_n", "get_n_timed", "get_n_periodic",
-           "idle", "run_sim", "stream_put_stall", "stream_get_stall", "watch_flag"]
+           "idle", "run_sim", "stream_put_stall", "stream_get_stall", "watch_flag", "write_words"]
 
 
 async def idle(ctx, stall: float, rng: random.Random | None) -> None:
@@ -119,6 +119,17 @@ class _ClockedWrapper(Elaboratable):
         m.domains.sync = ClockDomain()
         m.submodules.dut = self.dut
         return m
+
+
+async def write_words(ctx, port, words: Iterable[int]) -> None:
+    """Write ``words`` at addresses 0, 1, ... through a write port (``addr``, ``data``, ``en``
+    signals), one a cycle, then lower ``en``."""
+    for addr, word in enumerate(words):
+        ctx.set(port.addr, addr)
+        ctx.set(port.data, word)
+        ctx.set(port.en, 1)
+        await ctx.tick()
+    ctx.set(port.en, 0)
 
 
 def watch_flag(signal, hits: list[int]) -> Callable[..., Awaitable[None]]:

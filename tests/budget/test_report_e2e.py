@@ -103,24 +103,30 @@ def test_demo_report_three_targets(tmp_path):
     assert rep["memory"]["saved_bits"] > 0
 
 
-def test_spram_and_block_ram_measured_equal_the_model(tmp_path):
-    """A generated network with load-time weights and two layers' weights in SPRAM (packed
-    narrow words), synthesized for the iCE40 UP5K: the SB_SPRAM256KA cells and the block RAMs
-    Yosys reports equal the analytic memory mapping's counts."""
+def _up5k_synthesis(tmp_path, fold):
+    """The UP5K target of a synthesis-only report (flat) of the small hardware-test config's
+    random artifact (seed 5) at ``fold``."""
     from dupnet.hw.budget.report import design_input_from_generated
-    from dupnet.hw.folding import Folding
     from dupnet.hw.generate import generate_verilog
     from dupnet.sw.random_artifact import random_artifact
 
     from ..hw.conftest import small_config
     art = random_artifact(small_config(), seed=5)
-    fold = Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8), "conv4": (3, 4)},
-                   weights="load", spram=("conv2", "conv3"))
     gen = generate_verilog(art, fold)
     rep = build_report(design_input_from_generated(gen, art, gen.folding),
                        parse_targets("ice40-up5k"), cache_dir=tmp_path / "cache", pnr=False,
                        per_module=False)
-    ice = rep["targets"][0]
+    return rep["targets"][0]
+
+
+def test_spram_and_block_ram_measured_equal_the_model(tmp_path):
+    """A generated network with load-time weights and two layers' weights in SPRAM (packed
+    narrow words), synthesized for the iCE40 UP5K: the SB_SPRAM256KA cells and the block RAMs
+    Yosys reports equal the analytic memory mapping's counts."""
+    from dupnet.hw.folding import Folding
+    ice = _up5k_synthesis(tmp_path, Folding({"conv1": (2, 3), "conv2": (4, 2), "conv3": (2, 8),
+                                             "conv4": (3, 4)},
+                                            weights="load", spram=("conv2", "conv3")))
     # conv2 (PE 4) and conv3 (PE 2): one weight memory each, the PE slices packed side by side
     # into one block each (a memory per PE took 4 + 2)
     assert ice["synth"]["resources"]["spram"] == ice["analytic"]["spram"] == 2
@@ -132,20 +138,10 @@ def test_stream_bank_measured_equals_the_model(tmp_path):
     """Two hidden layers' weight and threshold words in one stream bank, one layer's weights
     in SPRAM of their own, synthesized for the UP5K: SPRAM (the bank's block and the own one)
     and block RAM measured = the analytic mapping (the bank's shares rounded up)."""
-    from dupnet.hw.budget.report import design_input_from_generated
     from dupnet.hw.folding import Folding
-    from dupnet.hw.generate import generate_verilog
-    from dupnet.sw.random_artifact import random_artifact
-
-    from ..hw.conftest import small_config
-    art = random_artifact(small_config(), seed=5)
-    fold = Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4), "conv4": (1, 1)},
-                   preadd=False, weights="load", bank=("conv2", "conv3"), spram=("conv4",))
-    gen = generate_verilog(art, fold)
-    rep = build_report(design_input_from_generated(gen, art, gen.folding),
-                       parse_targets("ice40-up5k"), cache_dir=tmp_path / "cache", pnr=False,
-                       per_module=False)
-    ice = rep["targets"][0]
+    ice = _up5k_synthesis(tmp_path, Folding({"conv1": (1, 1), "conv2": (1, 1), "conv3": (1, 4),
+                                             "conv4": (1, 1)}, preadd=False, weights="load",
+                                            bank=("conv2", "conv3"), spram=("conv4",)))
     assert ice["synth"]["resources"]["spram"] == ice["analytic"]["spram"] == 2
     assert ice["synth"]["resources"]["bram"] == ice["analytic"]["bram"]
     assert not ice["synth"]["unclassified"]

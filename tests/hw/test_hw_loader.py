@@ -12,7 +12,7 @@ from dupnet.hw.generate import generate_verilog
 from dupnet.hw.kinds import output_layouts
 from dupnet.hw.loader import LOAD_WORD_BITS, load_image, load_segments
 from dupnet.hw.stream_layout import image_beats
-from dupnet.hw.stream_sim import get_n, put_all, run_sim
+from dupnet.hw.stream_sim import get_n, put_all, run_sim, write_words
 from dupnet.hw.top import DupNetAccelerator
 from dupnet.sw.golden import GoldenModel
 from dupnet.sw.random_artifact import random_artifact
@@ -225,12 +225,7 @@ def test_spram_memory_packs_narrow_words(depth, width):
 
     async def bench(ctx):
         wp, rp = mem.write_port(), mem.read_port()
-        for a, v in enumerate(packed):
-            ctx.set(wp.addr, a)
-            ctx.set(wp.data, v)
-            ctx.set(wp.en, 1)
-            await ctx.tick()
-        ctx.set(wp.en, 0)
+        await write_words(ctx, wp, packed)
         for a in list(range(depth)) + [0]:
             ctx.set(rp.addr, a)
             await ctx.tick()

@@ -3,6 +3,7 @@ word compared, and no stream ever empty when its consumer takes words at its pea
 import dataclasses
 import random
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from dupnet.hw.reference import window_chunks
 from dupnet.hw.stream_bank import (BANK_SLOTS, BankStream, StreamBank, bank_keeps_up,
                                    layer_streams, slot_table)
 from dupnet.hw.stream_layout import pack_lanes
-from dupnet.hw.stream_sim import get_n_timed, put_all, run_sim
+from dupnet.hw.stream_sim import get_n_timed, put_all, run_sim, write_words
 from dupnet.sw.config import ConvGeometry
 from dupnet.sw.golden import conv_acc, threshold
 
@@ -27,6 +28,11 @@ STREAMS = [BankStream("t_rom", 5, 42, Fraction(1, 12)),
            BankStream("w6", 21, 6, Fraction(1, 2)),
            BankStream("w1", 37, 1, Fraction(1)),
            BankStream("w16", 10, 16, Fraction(1, 5))]
+
+
+def bank_write_port(dut):
+    """The loader's write port of a bank (or of a harness exposing it)."""
+    return SimpleNamespace(addr=dut.w_addr, data=dut.w_data, en=dut.w_en)
 
 
 def contents(streams, seed=0):
@@ -46,12 +52,7 @@ def run_bank(streams, words_per_stream, seed=0, warmup=80, rates=None):
     starved = [[] for _ in streams]
 
     async def loader(ctx):
-        for addr, word in enumerate(image):
-            ctx.set(dut.w_addr, addr)
-            ctx.set(dut.w_data, word)
-            ctx.set(dut.w_en, 1)
-            await ctx.tick()
-        ctx.set(dut.w_en, 0)
+        await write_words(ctx, bank_write_port(dut), image)
         ctx.set(dut.run, 1)
 
     def consumer(i, s):
@@ -195,13 +196,8 @@ def run_banked_mvtu(banked, frames=3, stall=0.0, seed=1):
     timed = []
 
     async def producer(ctx):
-        for addr, word in enumerate(image):
-            ctx.set(dut.w_addr, addr)
-            ctx.set(dut.w_data, word)
-            ctx.set(dut.w_en, 1)
-            await ctx.tick()
         if banked:
-            ctx.set(dut.w_en, 0)
+            await write_words(ctx, bank_write_port(dut), image)
             ctx.set(dut.run, 1)
             await ctx.tick().repeat(40)           # the FIFOs fill
         await put_all(ctx, dut.i, ins, stall, random.Random(seed))

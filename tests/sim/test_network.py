@@ -132,15 +132,23 @@ def test_spram_weights_on_verilator(sim_row):
     cfg = config("dup")
     art = random_artifact(cfg, seed=5)
     fold = dataclasses.replace(case_folding(cfg, "mixed+load"), spram=("conv2", "conv3"))
-    res, des = simulate_artifact(art, fold, _images(cfg, 2, 5), probes=True, stall_in=0.3,
-                                 stall_out=0.3, seed=4)
+    des = _stalls_then_reset(sim_row, art, fold, "net dup/mixed+load+spram", 5)
     assert "SB_SPRAM256KA" in des.verilog
-    _row(sim_row, "net dup/mixed+load+spram", res, des)
+
+
+def _stalls_then_reset(sim_row, art, fold, case, seed, design=None):
+    """Frames with random stalls (images of ``seed``), then the reset scenario with a reload
+    (images of ``seed + 1``), every word compared; returns the design."""
+    cfg = art.config
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, seed), probes=True, stall_in=0.3,
+                                 stall_out=0.3, seed=seed - 1, design=design)
+    _row(sim_row, case, res, des)
     assert res.ok, res.describe_failure()
-    res, des = simulate_artifact(art, fold, _images(cfg, 2, 6), scenario="reset", seed=5,
-                                 design=des)
-    _row(sim_row, "net dup/mixed+load+spram reset", res, des)
+    res, des = simulate_artifact(art, fold, _images(cfg, 2, seed + 1), scenario="reset",
+                                 seed=seed, design=des)
+    _row(sim_row, case + " reset", res, des)
     assert res.ok, res.describe_failure()
+    return des
 
 
 def test_stream_bank_on_verilator(sim_row):
@@ -159,14 +167,7 @@ def test_stream_bank_on_verilator(sim_row):
     assert res.ok, res.describe_failure()
     tc = check_timing(res.timing, des.model)
     assert tc.ok, str(tc)
-    res, des = simulate_artifact(art, fold, _images(cfg, 2, 7), probes=True, stall_in=0.3,
-                                 stall_out=0.3, seed=6, design=des)
-    _row(sim_row, "net dup/serial+load+bank", res, des)
-    assert res.ok, res.describe_failure()
-    res, des = simulate_artifact(art, fold, _images(cfg, 2, 8), scenario="reset", seed=7,
-                                 design=des)
-    _row(sim_row, "net dup/serial+load+bank reset", res, des)
-    assert res.ok, res.describe_failure()
+    _stalls_then_reset(sim_row, art, fold, "net dup/serial+load+bank", 7, design=des)
 
 
 @pytest.mark.slow
